@@ -1,0 +1,83 @@
+"""lit_noise: make any PyTorch Lightning model noise-robust without changing its code.
+
+What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedules`), where
+(:mod:`lit_noise.callbacks`, :mod:`lit_noise.layers`): pure tensor maths lives in
+:mod:`lit_noise.functional`.
+"""
+
+from lit_noise.callbacks import InputNoise, NoiseCallback, NoiseLayerSchedule, TargetNoise
+from lit_noise.errors import ConfigurationError
+from lit_noise.layers import GaussianDropout, GaussianNoise
+from lit_noise.noise import (
+    SNR,
+    Gaussian,
+    LabelSmoothing,
+    Laplace,
+    Mask,
+    Noise,
+    PairFlip,
+    SaltAndPepper,
+    Speckle,
+    SymmetricFlip,
+    TransitionMatrix,
+    Uniform,
+)
+from lit_noise.schedules import (
+    AnnealedStd,
+    Clock,
+    Constant,
+    Cosine,
+    Cyclic,
+    Delay,
+    Exponential,
+    Interval,
+    InverseTime,
+    Linear,
+    Piecewise,
+    Product,
+    Schedule,
+    Step,
+)
+from lit_noise.soft_labels import SoftLabels, hard, soft
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SNR",
+    "AnnealedStd",
+    "Clock",
+    "ConfigurationError",
+    "Constant",
+    "Cosine",
+    "Cyclic",
+    "Delay",
+    "Exponential",
+    "Gaussian",
+    "GaussianDropout",
+    "GaussianNoise",
+    "InputNoise",
+    "Interval",
+    "InverseTime",
+    "LabelSmoothing",
+    "Laplace",
+    "Linear",
+    "Mask",
+    "Noise",
+    "NoiseCallback",
+    "NoiseLayerSchedule",
+    "PairFlip",
+    "Piecewise",
+    "Product",
+    "SaltAndPepper",
+    "Schedule",
+    "SoftLabels",
+    "Speckle",
+    "Step",
+    "SymmetricFlip",
+    "TargetNoise",
+    "TransitionMatrix",
+    "Uniform",
+    "__version__",
+    "hard",
+    "soft",
+]

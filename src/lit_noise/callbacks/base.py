@@ -1,0 +1,127 @@
+"""What every lit_noise callback shares: seed, clock, generator, controller scale, logging, state."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from lit_noise._rng import GeneratorCache, default_seed, stream_id
+from lit_noise._validation import check_int, check_range
+from lit_noise.errors import ConfigurationError
+from lit_noise.schedules import Clock, Schedule
+
+__all__ = ["NoiseCallback", "training_clock"]
+
+_SHARDED = ("FSDP", "DeepSpeed", "ModelParallel", "XLAFSDP")
+
+
+def training_clock(trainer: pl.Trainer, total_steps: float | None = None) -> Clock:
+    """The trainer's :class:`Clock`: ``global_step``, ``current_epoch`` and progress in [0, 1].
+
+    ``total_steps`` defaults to ``trainer.estimated_stepping_batches``; progress is 0 when it is
+    infinite.
+    """
+    step = trainer.global_step
+    total = trainer.estimated_stepping_batches if total_steps is None else total_steps
+    progress = min(step / total, 1.0) if 0 < total < math.inf else 0.0
+    return Clock(step=step, epoch=trainer.current_epoch, progress=progress)
+
+
+class NoiseCallback(Callback):
+    """Base of the noise callbacks: seed, counter-based generator, clock, ``scale``, logging, state.
+
+    Subclasses call :meth:`_generator` for a generator seeded from (seed, stream, epoch, batch
+    index[, rank]), :meth:`_clock` for the schedules' clock and :meth:`_log` for the strengths.
+
+    Args:
+        name: name used in the logged keys (``noise/<name>/<param>``) and the checkpoint state key.
+        seed: base seed; ``None`` draws one from torch's global RNG in ``setup`` (reproducible after
+            ``seed_everything``) and shares rank 0's with every rank.
+        scale: multiplier on every strength (the controller's knob), saved in checkpoints.
+    """
+
+    def __init__(self, name: str, seed: int | None = None, scale: float = 1.0) -> None:
+        owner = type(self).__name__
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{owner}: `name` must be a non-empty string, got {name!r}.")
+        self.name = name
+        self.seed = None if seed is None else check_int(owner, "seed", seed, 0)
+        self.scale = check_range(owner, "scale", scale, 0.0)
+        self.last_values: dict[str, float] = {}
+        self._stream = stream_id(f"{owner}/{name}")
+        self._generators = GeneratorCache()
+        self._total_steps: float = math.inf
+        self._log_every = 0
+        self._rank = 0
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def _schedules(self) -> Iterable[Schedule]:
+        """Every schedule this callback evaluates (checked for units in ``on_train_start``)."""
+        return ()
+
+    def _check_strategy(self, trainer: pl.Trainer) -> None:
+        strategy = type(trainer.strategy).__name__
+        if any(kind in strategy for kind in _SHARDED):
+            raise ConfigurationError(
+                f"{type(self).__name__} does not support the sharded strategy {strategy} yet (each"
+                " rank holds only shards of the parameters); use DDP or a single device."
+            )
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._check_strategy(trainer)
+        if self.seed is None:
+            self.seed = int(trainer.strategy.broadcast(default_seed(), src=0))
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._total_steps = float(trainer.estimated_stepping_batches)
+        self._log_every = trainer.log_every_n_steps
+        self._rank = trainer.global_rank
+        if not 0 < self._total_steps < math.inf and any("progress" in s.units() for s in self._schedules()):
+            raise ConfigurationError(
+                f"{type(self).__name__}({self.name!r}): a schedule in unit 'progress' needs a finite"
+                " training length; set the Trainer's `max_epochs` or `max_steps`."
+            )
+
+    def _clock(self, trainer: pl.Trainer) -> Clock:
+        return training_clock(trainer, self._total_steps)
+
+    def _generator(
+        self, device: torch.device, trainer: pl.Trainer, batch_idx: int, per_rank: bool = True
+    ) -> torch.Generator:
+        """A generator seeded from (seed, stream, epoch, batch_idx[, rank])."""
+        seed = self.seed if self.seed is not None else 0
+        rank = self._rank if per_rank else -1
+        return self._generators.get(device, seed, self._stream, trainer.current_epoch, batch_idx, rank)
+
+    def _should_log(self, trainer: pl.Trainer) -> bool:
+        return self._log_every > 0 and (trainer.global_step + 1) % self._log_every == 0
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: Mapping[str, float]) -> None:
+        """Remember ``values`` and log them as ``noise/<name>/<param>`` at the logging interval."""
+        self.last_values = dict(values)
+        if self._should_log(trainer):
+            for param, value in values.items():
+                pl_module.log(f"noise/{self.name}/{param}", value, on_step=True, on_epoch=False, batch_size=1)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "scale": self.scale}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seed = state_dict.get("seed", self.seed)
+        self.scale = float(state_dict.get("scale", self.scale))

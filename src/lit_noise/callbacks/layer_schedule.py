@@ -1,0 +1,69 @@
+"""NoiseLayerSchedule: drive the noise layers' schedules and generators from the trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+from typing_extensions import override
+
+from lit_noise._rng import GeneratorCache
+from lit_noise.callbacks.base import NoiseCallback
+from lit_noise.layers import NoiseLayer
+from lit_noise.schedules import Schedule
+
+__all__ = ["NoiseLayerSchedule"]
+
+
+class NoiseLayerSchedule(NoiseCallback):
+    """Give every :class:`~lit_noise.layers.NoiseLayer` of the model the training clock.
+
+    Before each training batch, each noise layer gets the trainer's :class:`~lit_noise.Clock` and a
+    generator seeded from (seed, layer index, epoch, batch index, rank), and its strengths are
+    logged as ``noise/<name>/<layer path>/<param>``. After fitting, the layers' clocks are cleared.
+
+    Example:
+        >>> import torch
+        >>> from lit_noise import GaussianNoise, Linear, NoiseLayerSchedule
+        >>> model = torch.nn.Sequential(GaussianNoise(std=Linear(start=0.0, end=0.1, until=1.0)))
+        >>> NoiseLayerSchedule().name
+        'layers'
+    """
+
+    def __init__(self, seed: int | None = None, name: str = "layers") -> None:
+        super().__init__(name, seed)
+        self._layers: list[tuple[str, NoiseLayer]] = []
+        self._layer_generators: list[GeneratorCache] = []
+
+    @override
+    def _schedules(self) -> Iterable[Schedule]:
+        return [s for _, layer in self._layers for s in layer.schedules().values()]
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._layers = [(n, m) for n, m in pl_module.named_modules() if isinstance(m, NoiseLayer)]
+        self._layer_generators = [GeneratorCache() for _ in self._layers]
+        super().on_train_start(trainer, pl_module)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        clock = self._clock(trainer)
+        values: dict[str, float] = {}
+        for index, (path, layer) in enumerate(self._layers):
+            layer.clock = clock
+            seed = self.seed if self.seed is not None else 0
+            layer.generator = self._layer_generators[index].get(
+                pl_module.device, seed, self._stream, index, trainer.current_epoch, batch_idx, self._rank
+            )
+            for param, value in layer.current().items():
+                values[f"{path}/{param}"] = value
+        self._log(trainer, pl_module, values)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for _, layer in self._layers:
+            layer.clock = None
+            layer.generator = None

@@ -1,0 +1,57 @@
+"""TargetNoise: label smoothing, label flips or regression-target noise while fitting."""
+
+from __future__ import annotations
+
+from lit_noise.batch import BatchKey
+from lit_noise.callbacks.batch_noise import BatchNoise
+from lit_noise.noise.base import Noise
+from lit_noise.noise.target import LabelNoise
+from lit_noise.schedules import ScheduleLike
+
+__all__ = ["TargetNoise"]
+
+
+class TargetNoise(BatchNoise):
+    """Add noise to the targets of every training batch.
+
+    Label noises (``LabelSmoothing``, ``SymmetricFlip``, ``PairFlip``, ``TransitionMatrix``) need
+    ``num_classes`` (here or on the noise). Flips keep integer labels; smoothing delivers
+    :class:`~lit_noise.SoftLabels`, which are the hard labels to metrics and the distribution to
+    ``cross_entropy``/``nll_loss`` (``target_format="probs"`` on the noise gives plain ``(B, C)``
+    floats). Soft targets coming in (``SoftLabels`` from mixup, or ``(B, C)`` floats) are smoothed as
+    distributions; a flipped sample's target becomes its new class. ``Gaussian`` noises float
+    regression targets.
+
+    Args:
+        noise: what noise; its parameters may be schedules.
+        key: where the targets are (see :class:`~lit_noise.InputNoise`); default ``1``.
+        num_classes: number of classes for label noise.
+        p: per-sample probability of being noised.
+        seed: base seed (``None``: drawn from torch's RNG at setup).
+        name: name in logged keys and checkpoint state (default ``"target"``).
+        scale: multiplier on the noise strength (the controller's knob).
+
+    Example:
+        >>> import torch
+        >>> from lit_noise import LabelSmoothing, TargetNoise
+        >>> callback = TargetNoise(LabelSmoothing(eps=0.1), num_classes=10)
+        >>> callback.noise.num_classes
+        10
+    """
+
+    role = "target"
+
+    def __init__(
+        self,
+        noise: Noise,
+        key: BatchKey = 1,
+        num_classes: int | None = None,
+        p: ScheduleLike = 1.0,
+        seed: int | None = None,
+        name: str | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        super().__init__(noise, key, p, None, seed, name, scale)
+        self.num_classes = num_classes
+        if isinstance(noise, LabelNoise):
+            noise.with_num_classes(num_classes)

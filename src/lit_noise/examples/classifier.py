@@ -1,0 +1,135 @@
+"""Classifier: a small LightningModule (MLP or CNN) that takes hard or soft targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lit_noise._validation import check_choice, check_int, check_range
+from lit_noise.soft_labels import hard
+
+__all__ = ["Classifier", "build_backbone"]
+
+
+def build_backbone(
+    kind: str, input_shape: Sequence[int], num_classes: int, hidden: int
+) -> nn.Module:
+    """An MLP (flatten, two hidden layers) or a small CNN (two conv blocks) producing logits.
+
+    Example:
+        >>> build_backbone("cnn", (1, 8, 8), 10, 32)(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    channels, *spatial = input_shape
+    features = channels
+    for size in spatial:
+        features *= size
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+    return nn.Sequential(
+        nn.Conv2d(channels, hidden, 3, padding=1),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(hidden * 4, num_classes),
+    )
+
+
+class Classifier(pl.LightningModule):
+    """A classifier whose ``training_step`` is plain ``cross_entropy`` plus a torchmetrics accuracy.
+
+    It is the model a user has before adding lit_noise: targets may be class indices,
+    :class:`~lit_noise.SoftLabels` (cross-entropy sees the distribution, the accuracy the hard
+    labels) or ``(B, C)`` probabilities. Logs ``train/loss``, ``train/acc``, ``val/loss``,
+    ``val/acc``, ``test/loss`` and ``test/acc``; ``validation_step`` returns the logits.
+
+    Args:
+        backbone: ``"mlp"`` or ``"cnn"``.
+        num_classes: number of classes.
+        input_shape: ``(C, H, W)`` of one input.
+        hidden: hidden width (MLP units or CNN channels).
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
+
+    Example:
+        >>> model = Classifier(backbone="mlp")
+        >>> model(torch.zeros(4, 1, 8, 8)).shape
+        torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        backbone: Literal["mlp", "cnn"] = "mlp",
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 8, 8),
+        hidden: int = 64,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_choice("Classifier", "backbone", backbone, ("mlp", "cnn"))
+        check_int("Classifier", "num_classes", num_classes, 2)
+        check_int("Classifier", "hidden", hidden, 1)
+        self.lr = check_range("Classifier", "lr", lr, 0.0, low_open=True)
+        self.weight_decay = check_range("Classifier", "weight_decay", weight_decay, 0.0)
+        self.save_hyperparameters()
+        self.net = build_backbone(backbone, tuple(input_shape), num_classes, hidden)
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for inputs ``x``."""
+        return self.net(x)
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Cross-entropy on the (possibly soft) targets; accuracy on their hard labels."""
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, hard(y))
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Sequence[Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val")
+        metric(logits, hard(y))
+        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
+        return logits
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Validation loss and accuracy; returns the logits for monitors."""
+        return self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        """Test loss and accuracy."""
+        return self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Class probabilities."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(dim=1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam."""
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

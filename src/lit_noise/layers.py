@@ -1,0 +1,128 @@
+"""Noise layers: ``nn.Module``\\ s that add noise in ``train()`` mode only, strength schedulable.
+
+Unlike Keras' ``GaussianNoise``, the strength can follow a schedule: add
+:class:`~lit_noise.NoiseLayerSchedule` to the Trainer's callbacks and it sets every noise layer's
+clock (and a counter-based generator) at each training batch. Without it, constant strengths
+work as they are and draw from torch's global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lit_noise._validation import check_range
+from lit_noise.errors import ConfigurationError
+from lit_noise.noise.base import Noise
+from lit_noise.noise.input import Gaussian, Speckle
+from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
+
+__all__ = ["GaussianDropout", "GaussianNoise", "NoiseLayer"]
+
+
+class NoiseLayer(nn.Module):
+    """Base of the noise layers: a :class:`~lit_noise.noise.Noise` applied in training mode.
+
+    Attributes:
+        scale: multiplier on the strength (the controller's knob).
+        clock: set by :class:`~lit_noise.NoiseLayerSchedule` before each training batch.
+        generator: likewise; ``None`` means torch's global RNG.
+    """
+
+    def __init__(self, noise: Noise, scale: float = 1.0) -> None:
+        super().__init__()
+        self.noise = noise
+        self.scale = check_range(type(self).__name__, "scale", scale, 0.0)
+        self.clock: Clock | None = None
+        self.generator: torch.Generator | None = None
+
+    def schedules(self) -> dict[str, Schedule]:
+        """The layer's strength schedules by parameter name."""
+        return self.noise.schedules()
+
+    def current(self) -> dict[str, float]:
+        """The strengths that the next training forward uses."""
+        return self.noise.resolve(self.clock, self.scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Noisy ``x`` in training mode, ``x`` itself in eval mode."""
+        if not self.training:
+            return x
+        if self.clock is None and any(not s.is_constant for s in self.schedules().values()):
+            raise ConfigurationError(
+                f"{type(self).__name__}: its strength follows a schedule, so it needs the trainer's"
+                " clock: add lit_noise.NoiseLayerSchedule() to the Trainer's callbacks."
+            )
+        self.noise.check(x)
+        generator = self.generator if self.generator is not None and self.generator.device == x.device else None
+        return self.noise.apply(x, self.current(), generator)
+
+    def extra_repr(self) -> str:
+        return repr(self.noise)
+
+
+class GaussianNoise(NoiseLayer):
+    """Additive zero-mean Gaussian noise ``x + std * N(0, 1)`` in training mode.
+
+    Example:
+        >>> layer = GaussianNoise(std=0.5).train()
+        >>> round(layer(torch.zeros(100_000)).std().item(), 1)
+        0.5
+        >>> bool((layer.eval()(torch.ones(3)) == 1).all())
+        True
+    """
+
+    def __init__(self, std: ScheduleLike, scale: float = 1.0) -> None:
+        super().__init__(Gaussian(std=std), scale)
+
+
+class GaussianDropout(NoiseLayer):
+    """Multiplicative Gaussian noise ``x * (1 + sqrt(rate / (1 - rate)) * N(0, 1))`` (Keras' rule).
+
+    ``rate`` in [0, 1) is the equivalent dropout rate; it may be a schedule, and ``scale`` scales
+    the noise's standard deviation.
+
+    Example:
+        >>> layer = GaussianDropout(rate=0.5).train()
+        >>> round(layer(torch.ones(100_000)).std().item(), 1)  # sqrt(0.5 / 0.5) = 1
+        1.0
+    """
+
+    def __init__(self, rate: ScheduleLike, scale: float = 1.0) -> None:
+        rate_schedule = as_schedule(rate, "GaussianDropout", "rate")
+        low, high = rate_schedule.min_max()
+        if low < 0.0 or high >= 1.0:
+            raise ConfigurationError(f"GaussianDropout: `rate` must be >= 0 and < 1, got {rate!r}.")
+        super().__init__(Speckle(std=_DropoutStd(rate_schedule)), scale)
+        self.rate = rate_schedule
+
+
+class _DropoutStd(Schedule):
+    """``sqrt(rate / (1 - rate))`` of a rate schedule."""
+
+    def __init__(self, rate: Schedule) -> None:
+        self.rate = rate
+        self.unit = rate.unit
+
+    def __call__(self, clock: Clock) -> float:
+        return self._std(self.rate(clock))
+
+    def value(self, t: float) -> float:
+        return self._std(self.rate.value(t))
+
+    @staticmethod
+    def _std(rate: float) -> float:
+        return math.sqrt(rate / (1.0 - rate))
+
+    @property
+    def is_constant(self) -> bool:
+        return self.rate.is_constant
+
+    def units(self) -> set[str]:
+        return self.rate.units()
+
+    def min_max(self) -> tuple[float, float]:
+        low, high = self.rate.min_max()
+        return self._std(low), self._std(high)

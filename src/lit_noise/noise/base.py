@@ -1,0 +1,114 @@
+"""The :class:`Noise` base: parameters that are numbers or schedules, resolved per call."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from lit_noise._validation import fail
+from lit_noise.errors import ConfigurationError
+from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
+
+__all__ = ["Noise"]
+
+_NO_CLOCK = Clock()
+
+
+class Noise(ABC):
+    """A noise distribution whose parameters are numbers or :class:`~lit_noise.schedules.Schedule`\\ s.
+
+    Calling it returns a noisy copy: ``noise(x, generator=g, clock=c, scale=s)``. Parameters named
+    in ``strength`` are multiplied by ``scale`` (the controller's knob; 1 by default) and clipped to
+    their allowed range. Subclasses implement :meth:`apply` on resolved numbers.
+    """
+
+    #: Parameters multiplied by ``scale``.
+    strength: ClassVar[tuple[str, ...]] = ()
+    #: ``"float"`` for inputs and regression targets, ``"labels"`` for class targets.
+    applies_to: ClassVar[str] = "float"
+
+    def __init__(self) -> None:
+        self._schedules: dict[str, Schedule] = {}
+        self._limits: dict[str, tuple[float, float]] = {}
+
+    def _param(
+        self, name: str, value: ScheduleLike, low: float = -math.inf, high: float = math.inf
+    ) -> Schedule:
+        """Register parameter ``name``; its schedule must stay within ``[low, high]``."""
+        owner = type(self).__name__
+        if not isinstance(value, (Schedule, int, float)) or isinstance(value, bool):
+            raise fail(owner, name, value, "a number or a lit_noise schedule")
+        schedule = as_schedule(value, owner, name)
+        smallest, largest = schedule.min_max()
+        if smallest < low or largest > high:
+            shown = value if not isinstance(value, Schedule) else f"{value!r} (range {smallest:g}..{largest:g})"
+            bounds = [f">= {low:g}"] if low > -math.inf else []
+            bounds += [f"<= {high:g}"] if high < math.inf else []
+            raise ConfigurationError(f"{owner}: `{name}` must be {' and '.join(bounds)}, got {shown}.")
+        self._schedules[name] = schedule
+        self._limits[name] = (low, high)
+        return schedule
+
+    def schedules(self) -> dict[str, Schedule]:
+        """The parameters as schedules, by name."""
+        return dict(self._schedules)
+
+    def resolve(self, clock: Clock | None = None, scale: float = 1.0) -> dict[str, float]:
+        """Every parameter's value at ``clock``, strengths multiplied by ``scale`` and clipped."""
+        if clock is None:
+            clock = _NO_CLOCK
+            varying = [n for n, s in self._schedules.items() if not s.is_constant]
+            if varying:
+                raise ConfigurationError(
+                    f"{type(self).__name__}: parameters {varying} follow a schedule, so a `clock` is"
+                    " needed; use the noise through a lit_noise callback or pass `clock=Clock(...)`."
+                )
+        values = {}
+        for name, schedule in self._schedules.items():
+            value = schedule(clock)
+            if scale != 1.0 and name in self.strength:
+                low, high = self._limits[name]
+                value = min(max(value * scale, low), high)
+            values[name] = value
+        return values
+
+    def check(self, x: Tensor, role: str = "input") -> None:
+        """Raise :class:`ConfigurationError` if this noise cannot apply to ``x``."""
+        if not x.is_floating_point():
+            raise ConfigurationError(
+                f"{type(self).__name__} adds real-valued noise, so the {role} must be a floating"
+                f" tensor, got dtype {x.dtype}. Convert it to float, or for class labels use a"
+                " label noise (LabelSmoothing, SymmetricFlip, PairFlip, TransitionMatrix)."
+            )
+
+    def __call__(
+        self,
+        x: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        clock: Clock | None = None,
+        scale: float = 1.0,
+    ) -> Any:
+        """A noisy copy of ``x`` (``x`` itself is not modified)."""
+        self.check(x)
+        return self.apply(x, self.resolve(clock, scale), generator)
+
+    @abstractmethod
+    def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Any:
+        """The noisy copy of ``x`` for resolved ``params``."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._public_args().items())
+        return f"{type(self).__name__}({fields})"
+
+    def _public_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            k: (s.constant if s.is_constant and hasattr(s, "constant") else s)
+            for k, s in self._schedules.items()
+        }
+        args.update({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        return args

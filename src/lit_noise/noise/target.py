@@ -1,0 +1,244 @@
+"""Label noise for class targets: smoothing and flips, on indices, SoftLabels or distributions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from lit_noise import functional as LF
+from lit_noise._validation import check_choice, check_int, fail
+from lit_noise.errors import ConfigurationError
+from lit_noise.noise.base import Noise
+from lit_noise.schedules import ScheduleLike
+from lit_noise.soft_labels import SoftLabels, soft
+
+__all__ = [
+    "LabelNoise",
+    "LabelSmoothing",
+    "PairFlip",
+    "SymmetricFlip",
+    "TargetFormat",
+    "TransitionMatrix",
+]
+
+TargetFormat = Literal["soft_labels", "probs"]
+TARGET_FORMATS = ("soft_labels", "probs")
+
+
+class LabelNoise(Noise):
+    """Noise on class targets: integer indices ``(B,)``, :class:`SoftLabels` or ``(B, C)`` floats.
+
+    Flips act on the hard labels; a flipped sample's target becomes its new class (one-hot when
+    the target is a distribution), other samples keep theirs. Smoothing acts on the distribution.
+    Integer targets stay integer under flips; smoothing returns :class:`SoftLabels` (or plain
+    ``(B, C)`` probabilities with ``target_format="probs"``). Plain float targets stay plain.
+
+    Args:
+        num_classes: number of classes; may instead be given to :class:`~lit_noise.TargetNoise`.
+        target_format: ``"soft_labels"`` (default) or ``"probs"`` for produced distributions.
+    """
+
+    applies_to = "labels"
+
+    def __init__(self, num_classes: int | None = None, target_format: TargetFormat = "soft_labels") -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.num_classes = None if num_classes is None else check_int(owner, "num_classes", num_classes, 2)
+        self.target_format = check_choice(owner, "target_format", target_format, TARGET_FORMATS)
+
+    def with_num_classes(self, num_classes: int | None) -> None:
+        """Adopt ``num_classes`` when none was given; a different explicit value is an error."""
+        owner = type(self).__name__
+        if num_classes is None:
+            if self.num_classes is None:
+                raise ConfigurationError(
+                    f"{owner} needs the number of classes: pass `num_classes` to {owner} or to"
+                    " TargetNoise."
+                )
+            return
+        num_classes = check_int(owner, "num_classes", num_classes, 2)
+        if self.num_classes not in (None, num_classes):
+            raise fail(owner, "num_classes", num_classes, f"the same as given to {owner} ({self.num_classes})")
+        self.num_classes = num_classes
+
+    def check(self, y: Tensor, role: str = "target") -> None:
+        owner = type(self).__name__
+        if self.num_classes is None:
+            raise ConfigurationError(f"{owner} needs `num_classes` (on {owner} or TargetNoise).")
+        if isinstance(y, SoftLabels) or (y.is_floating_point() and y.ndim >= 2):
+            width = (y.soft if isinstance(y, SoftLabels) else y).shape[1]
+            if width != self.num_classes:
+                raise ConfigurationError(
+                    f"{owner}: the soft {role} has {width} classes, `num_classes` is {self.num_classes}."
+                )
+            return
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise ConfigurationError(
+                f"{owner} acts on class labels, so the {role} must be integer class indices,"
+                f" SoftLabels or a (B, C) distribution; got dtype {y.dtype} and shape"
+                f" {tuple(y.shape)}. For float regression targets use Gaussian."
+            )
+
+    def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        as_probs = x.is_floating_point() and not isinstance(x, SoftLabels)
+        was_soft = as_probs or isinstance(x, SoftLabels)
+        labels = x.argmax(dim=1) if as_probs else (x.hard if isinstance(x, SoftLabels) else x)
+        distribution = soft(x) if was_soft else None
+        labels, distribution = self._noise(labels, distribution, params, generator)
+        if distribution is None:
+            return labels
+        if as_probs or self.target_format == "probs":
+            return distribution
+        return SoftLabels(distribution, labels)
+
+    def _noise(
+        self,
+        labels: Tensor,
+        distribution: Tensor | None,
+        params: dict[str, float],
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Noisy ``(labels, distribution)``; ``distribution`` is ``None`` for plain indices."""
+        assert self.num_classes is not None
+        flipped = self._flip(labels, params, generator)
+        if distribution is None:
+            return flipped, None
+        changed = (flipped != labels).unsqueeze(1)
+        one_hot = soft(flipped, self.num_classes).to(distribution.dtype)
+        return flipped, torch.where(changed, one_hot, distribution)
+
+    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+
+class LabelSmoothing(LabelNoise):
+    """Label smoothing: ``(1 - eps) * target + eps / C`` (``nn.CrossEntropyLoss``'s convention).
+
+    A one-hot target keeps ``1 - eps + eps / C`` on its class and ``eps / C`` on each other class;
+    rows sum to 1. Produces :class:`SoftLabels` unless ``target_format="probs"``.
+
+    Args:
+        eps: smoothing mass in [0, 1], a number or a schedule; scaled by the controller.
+        num_classes: number of classes (or give it to TargetNoise).
+        target_format: ``"soft_labels"`` or ``"probs"``.
+
+    Example:
+        >>> import torch
+        >>> y = LabelSmoothing(eps=0.1, num_classes=4)(torch.tensor([2]))
+        >>> y.soft
+        tensor([[0.0250, 0.0250, 0.9250, 0.0250]])
+        >>> int(y)
+        2
+    """
+
+    strength = ("eps",)
+
+    def __init__(
+        self, eps: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+    ) -> None:
+        super().__init__(num_classes, target_format)
+        self._param("eps", eps, low=0.0, high=1.0)
+
+    def _noise(
+        self,
+        labels: Tensor,
+        distribution: Tensor | None,
+        params: dict[str, float],
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        if distribution is None:
+            distribution = soft(labels, self.num_classes)
+        return labels, LF.label_smoothing(distribution, params["eps"])
+
+
+class SymmetricFlip(LabelNoise):
+    """With probability ``p`` each label becomes a uniformly random *other* class.
+
+    Example:
+        >>> import torch
+        >>> y = torch.zeros(10_000, dtype=torch.long)
+        >>> z = SymmetricFlip(p=0.2, num_classes=10)(y, generator=torch.Generator().manual_seed(0))
+        >>> round((z != 0).float().mean().item(), 2)
+        0.2
+    """
+
+    strength = ("p",)
+
+    def __init__(
+        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+    ) -> None:
+        super().__init__(num_classes, target_format)
+        self._param("p", p, low=0.0, high=1.0)
+
+    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        assert self.num_classes is not None
+        return LF.symmetric_flip(labels, params["p"], self.num_classes, generator)
+
+
+class PairFlip(LabelNoise):
+    """With probability ``p`` class ``k`` becomes ``(k + 1) % C``.
+
+    Example:
+        >>> import torch
+        >>> PairFlip(p=1.0, num_classes=3)(torch.tensor([0, 2]))
+        tensor([1, 0])
+    """
+
+    strength = ("p",)
+
+    def __init__(
+        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+    ) -> None:
+        super().__init__(num_classes, target_format)
+        self._param("p", p, low=0.0, high=1.0)
+
+    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        assert self.num_classes is not None
+        return LF.pair_flip(labels, params["p"], self.num_classes, generator)
+
+
+class TransitionMatrix(LabelNoise):
+    """Class-conditional flips: the noisy label of class ``i`` is ``j`` with probability ``T[i][j]``.
+
+    ``matrix`` is square and row-stochastic (non-negative rows summing to 1). The controller's
+    ``scale`` interpolates towards no noise: ``(1 - s) I + s T`` with ``s = min(scale, 1)``.
+
+    Example:
+        >>> import torch
+        >>> noise = TransitionMatrix([[0.0, 1.0], [0.0, 1.0]])
+        >>> noise(torch.tensor([0, 1, 0]))
+        tensor([1, 1, 1])
+    """
+
+    def __init__(
+        self,
+        matrix: Sequence[Sequence[float]],
+        num_classes: int | None = None,
+        target_format: TargetFormat = "soft_labels",
+    ) -> None:
+        table = torch.as_tensor([list(map(float, row)) for row in matrix], dtype=torch.float64)
+        if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
+            raise fail("TransitionMatrix", "matrix", matrix, "a square C x C table with C >= 2")
+        if (table < 0).any() or not torch.allclose(table.sum(1), torch.ones(len(table), dtype=torch.float64), atol=1e-6):
+            raise fail("TransitionMatrix", "matrix", matrix, "non-negative rows that each sum to 1")
+        super().__init__(num_classes if num_classes is not None else table.shape[0], target_format)
+        if self.num_classes != table.shape[0]:
+            raise fail("TransitionMatrix", "num_classes", num_classes, f"{table.shape[0]} (the matrix's size)")
+        self.matrix = table
+        self._scale = 1.0
+
+    def resolve(self, clock: Any = None, scale: float = 1.0) -> dict[str, float]:
+        return {"scale": min(max(scale, 0.0), 1.0)}
+
+    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        table = self.matrix
+        if params["scale"] != 1.0:
+            eye = torch.eye(len(table), dtype=table.dtype)
+            table = (1.0 - params["scale"]) * eye + params["scale"] * table
+        return LF.transition_flip(labels, table, generator)
+
+    def _public_args(self) -> dict[str, Any]:
+        return {"matrix": self.matrix.tolist(), "num_classes": self.num_classes}
