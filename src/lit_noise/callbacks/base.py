@@ -88,7 +88,7 @@ class NoiseCallback(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._total_steps = float(trainer.estimated_stepping_batches)
-        self._log_every = trainer.log_every_n_steps
+        self._log_every = int(getattr(trainer, "log_every_n_steps", 50))
         self._rank = trainer.global_rank
         if not 0 < self._total_steps < math.inf and any("progress" in s.units() for s in self._schedules()):
             raise ConfigurationError(

@@ -1,0 +1,64 @@
+# lit_noise developer commands. `make help` lists them.
+# Every target creates .venv and installs what it needs when it is missing; torch is pinned to
+# the CPU build through constraints.txt (an unpinned torch pulls a multi-GB CUDA build).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_FLAGS := --disable-pip-version-check -q
+PYTEST_FLAGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt "torch==2.13.0"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install lit_noise with the dev tools
+
+train: $(STAMP) ## Main job: train the example model with and without noise, print clean/noisy accuracy
+	$(BIN)/lit-noise-demo $(ARGS)
+
+demo: train ## Alias of train
+
+test: $(STAMP) ## Run the default test suite (unit + doctests, no slow tests)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+test-slow: $(STAMP) ## Run only the slow tests (multi-process DDP, long fits)
+	$(BIN)/python -m pytest -m slow $(PYTEST_FLAGS)
+
+test-all: $(STAMP) ## Run every test
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+typecheck: $(STAMP) ## mypy --strict on src/
+	$(BIN)/mypy
+
+notebooks: $(STAMP) ## Execute the notebooks
+	$(BIN)/python -m pytest --nbmake notebooks -o addopts="" $(PYTEST_FLAGS)
+
+bench: $(STAMP) ## Run every benchmark (prints ratios)
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+check: lint typecheck test ## What CI checks (without the slow tests)
+
+precommit: $(STAMP) ## Run the pre-commit hooks on every file
+	$(BIN)/pre-commit run --all-files
+
+clean: ## Remove caches and run outputs (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache lightning_logs outputs multirun wandb
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
