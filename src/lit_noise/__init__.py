@@ -5,9 +5,25 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 :mod:`lit_noise.functional`.
 """
 
-from lit_noise.callbacks import InputNoise, NoiseCallback, NoiseLayerSchedule, TargetNoise
+from lit_noise.callbacks import (
+    CalibrationMonitor,
+    GradientNoise,
+    InputNoise,
+    NoiseCallback,
+    NoiseLayerSchedule,
+    TargetNoise,
+    WeightNoise,
+)
+from lit_noise.data import MixupDataModule
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import GaussianDropout, GaussianNoise
+from lit_noise.metrics import (
+    AdaptiveCalibrationError,
+    BrierScore,
+    CalibrationError,
+    NegativeLogLikelihood,
+    ReliabilityDiagram,
+)
 from lit_noise.noise import (
     SNR,
     Gaussian,
@@ -44,7 +60,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SNR",
+    "AdaptiveCalibrationError",
     "AnnealedStd",
+    "BrierScore",
+    "CalibrationError",
+    "CalibrationMonitor",
     "Clock",
     "ConfigurationError",
     "Constant",
@@ -55,6 +75,7 @@ __all__ = [
     "Gaussian",
     "GaussianDropout",
     "GaussianNoise",
+    "GradientNoise",
     "InputNoise",
     "Interval",
     "InverseTime",
@@ -62,12 +83,15 @@ __all__ = [
     "Laplace",
     "Linear",
     "Mask",
+    "MixupDataModule",
+    "NegativeLogLikelihood",
     "Noise",
     "NoiseCallback",
     "NoiseLayerSchedule",
     "PairFlip",
     "Piecewise",
     "Product",
+    "ReliabilityDiagram",
     "SaltAndPepper",
     "Schedule",
     "SoftLabels",
@@ -77,6 +101,7 @@ __all__ = [
     "TargetNoise",
     "TransitionMatrix",
     "Uniform",
+    "WeightNoise",
     "__version__",
     "hard",
     "soft",

@@ -1,4 +1,4 @@
-"""Noise layers: ``nn.Module``\\ s that add noise in ``train()`` mode only, strength schedulable.
+"""Noise layers: modules that add noise in ``train()`` mode only, with a schedulable strength.
 
 Unlike Keras' ``GaussianNoise``, the strength can follow a schedule: add
 :class:`~lit_noise.NoiseLayerSchedule` to the Trainer's callbacks and it sets every noise layer's
@@ -26,9 +26,11 @@ class NoiseLayer(nn.Module):
     """Base of the noise layers: a :class:`~lit_noise.noise.Noise` applied in training mode.
 
     Attributes:
-        scale: multiplier on the strength (the controller's knob).
+        scale: multiplier on the strength (the controller's knob); saved by
+            :class:`~lit_noise.NoiseLayerSchedule` in checkpoints.
         clock: set by :class:`~lit_noise.NoiseLayerSchedule` before each training batch.
         generator: likewise; ``None`` means torch's global RNG.
+        schedule_scale: likewise, the ``scale`` of that callback, applied on top of ``scale``.
     """
 
     def __init__(self, noise: Noise, scale: float = 1.0) -> None:
@@ -37,6 +39,7 @@ class NoiseLayer(nn.Module):
         self.scale = check_range(type(self).__name__, "scale", scale, 0.0)
         self.clock: Clock | None = None
         self.generator: torch.Generator | None = None
+        self.schedule_scale = 1.0
 
     def schedules(self) -> dict[str, Schedule]:
         """The layer's strength schedules by parameter name."""
@@ -44,7 +47,7 @@ class NoiseLayer(nn.Module):
 
     def current(self) -> dict[str, float]:
         """The strengths that the next training forward uses."""
-        return self.noise.resolve(self.clock, self.scale)
+        return self.noise.resolve(self.clock, self.scale * self.schedule_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         """Noisy ``x`` in training mode, ``x`` itself in eval mode."""
@@ -56,10 +59,14 @@ class NoiseLayer(nn.Module):
                 " clock: add lit_noise.NoiseLayerSchedule() to the Trainer's callbacks."
             )
         self.noise.check(x)
-        generator = self.generator if self.generator is not None and self.generator.device == x.device else None
-        return self.noise.apply(x, self.current(), generator)
+        generator = (
+            self.generator if self.generator is not None and self.generator.device == x.device else None
+        )
+        noisy: Tensor = self.noise.apply(x, self.current(), generator)
+        return noisy
 
     def extra_repr(self) -> str:
+        """The noise, shown in the module's repr."""
         return repr(self.noise)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from typing_extensions import override
+
 from lit_noise._validation import check_choice, check_number, check_range, fail
 
 __all__ = [
@@ -144,15 +146,17 @@ class Constant(Schedule):
 
     def __init__(self, constant: float) -> None:
         self.constant = check_number("Constant", "constant", constant)
-        self.unit = "step"
 
+    @override
     def value(self, t: float) -> float:
         return self.constant
 
     @property
+    @override
     def is_constant(self) -> bool:
         return True
 
+    @override
     def min_max(self) -> tuple[float, float]:
         return self.constant, self.constant
 
@@ -231,13 +235,17 @@ class Step(Schedule):
         self.unit = _check_unit("Step", unit)
         self.initial = check_number("Step", "value", value)
         self.gamma = check_number("Step", "gamma", gamma)
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
+            raise fail("Step", "milestones", milestones, "a list of increasing times")
         self.milestones = [_check_time("Step", "milestones", m, self.unit) for m in milestones]
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
             raise fail("Step", "milestones", list(milestones), "strictly increasing")
 
+    @override
     def value(self, t: float) -> float:
         return self.initial * self.gamma ** bisect.bisect_right(self.milestones, t)
 
+    @override
     def min_max(self) -> tuple[float, float]:
         values = [self.initial * self.gamma**k for k in range(len(self.milestones) + 1)]
         return min(values), max(values)
@@ -256,9 +264,11 @@ class Exponential(Schedule):
         self.initial = check_number("Exponential", "value", value)
         self.gamma = check_range("Exponential", "gamma", gamma, 0.0, low_open=True)
 
+    @override
     def value(self, t: float) -> float:
-        return self.initial * self.gamma**t
+        return self.initial * math.pow(self.gamma, t)
 
+    @override
     def min_max(self) -> tuple[float, float]:
         if self.gamma == 1.0:
             return self.initial, self.initial
@@ -280,9 +290,11 @@ class InverseTime(Schedule):
         self.initial = check_number("InverseTime", "value", value)
         self.gamma = check_range("InverseTime", "gamma", gamma, 0.0)
 
+    @override
     def value(self, t: float) -> float:
-        return self.initial * (1.0 + t) ** -self.gamma
+        return self.initial * math.pow(1.0 + t, -self.gamma)
 
+    @override
     def min_max(self) -> tuple[float, float]:
         return min(0.0, self.initial), max(0.0, self.initial)
 
@@ -305,9 +317,11 @@ class AnnealedStd(Schedule):
         self.eta = check_range("AnnealedStd", "eta", eta, 0.0)
         self.gamma = check_range("AnnealedStd", "gamma", gamma, 0.0)
 
+    @override
     def value(self, t: float) -> float:
         return math.sqrt(self.eta / (1.0 + t) ** self.gamma)
 
+    @override
     def min_max(self) -> tuple[float, float]:
         return 0.0, math.sqrt(self.eta)
 
@@ -338,6 +352,7 @@ class Cyclic(Schedule):
         self.period = check_range("Cyclic", "period", period, 0.0, low_open=True)
         self.shape = check_choice("Cyclic", "shape", shape, ("triangle", "cosine"))
 
+    @override
     def value(self, t: float) -> float:
         phase = (t % self.period) / self.period
         if self.shape == "triangle":
@@ -346,6 +361,7 @@ class Cyclic(Schedule):
             fraction = 0.5 * (1.0 - math.cos(2.0 * math.pi * phase))
         return self.low + (self.high - self.low) * fraction
 
+    @override
     def min_max(self) -> tuple[float, float]:
         return min(self.low, self.high), max(self.low, self.high)
 
@@ -374,20 +390,29 @@ class Interval(Schedule):
         self.every = check_range("Interval", "every", every, 0.0, low_open=True)
         self.duration = check_range("Interval", "duration", duration, 0.0, self.every)
         self.offset = check_range("Interval", "offset", offset, 0.0)
-        self._clock_free = self.inner.is_constant
 
+    def _on(self, t: float) -> bool:
+        # Window k is [offset + k * every, offset + k * every + duration). The tolerance keeps
+        # fractional units exact: in floats 0.3 % 0.1 is 0.0999..., which would miss window 3.
+        if t < self.offset:
+            return False
+        elapsed = t - self.offset
+        within = elapsed - math.floor(elapsed / self.every + 1e-9) * self.every
+        return within < self.duration - 1e-9 * self.every
+
+    @override
     def __call__(self, clock: Clock) -> float:
-        t = clock.time(self.unit)
-        on = t >= self.offset and (t - self.offset) % self.every < self.duration
-        return self.inner(clock) if on else 0.0
+        return self.inner(clock) if self._on(clock.time(self.unit)) else 0.0
 
+    @override
     def value(self, t: float) -> float:
-        on = t >= self.offset and (t - self.offset) % self.every < self.duration
-        return self.inner.value(t) if on else 0.0
+        return self.inner.value(t) if self._on(t) else 0.0
 
+    @override
     def units(self) -> set[str]:
         return {self.unit} | self.inner.units()
 
+    @override
     def min_max(self) -> tuple[float, float]:
         low, high = self.inner.min_max()
         return min(low, 0.0), max(high, 0.0)
@@ -407,15 +432,19 @@ class Delay(Schedule):
         self.inner = as_schedule(schedule, "Delay", "schedule")
         self.start = _check_time("Delay", "start", start, self.unit)
 
+    @override
     def __call__(self, clock: Clock) -> float:
         return self.inner(clock) if clock.time(self.unit) >= self.start else 0.0
 
+    @override
     def value(self, t: float) -> float:
         return self.inner.value(t) if t >= self.start else 0.0
 
+    @override
     def units(self) -> set[str]:
         return {self.unit} | self.inner.units()
 
+    @override
     def min_max(self) -> tuple[float, float]:
         low, high = self.inner.min_max()
         return min(low, 0.0), max(high, 0.0)
@@ -440,16 +469,20 @@ class Piecewise(Schedule):
         interpolation: Literal["linear", "constant"] = "linear",
     ) -> None:
         self.unit = _check_unit("Piecewise", unit)
-        self.interpolation = check_choice(
-            "Piecewise", "interpolation", interpolation, ("linear", "constant")
-        )
-        if len(points) == 0 or any(len(p) != 2 for p in points):
+        self.interpolation = check_choice("Piecewise", "interpolation", interpolation, ("linear", "constant"))
+        if (
+            isinstance(points, (str, bytes))
+            or not isinstance(points, Sequence)
+            or len(points) == 0
+            or any(isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2 for p in points)
+        ):
             raise fail("Piecewise", "points", points, "a non-empty list of (time, value) pairs")
         self.times = [_check_time("Piecewise", "points", p[0], self.unit) for p in points]
         self.values = [check_number("Piecewise", "points", p[1]) for p in points]
-        if any(b <= a for a, b in zip(self.times, self.times[1:])):
+        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
             raise fail("Piecewise", "points", [list(p) for p in points], "in increasing time order")
 
+    @override
     def value(self, t: float) -> float:
         index = bisect.bisect_right(self.times, t)
         if index == 0:
@@ -460,6 +493,7 @@ class Piecewise(Schedule):
         v0, v1 = self.values[index - 1], self.values[index]
         return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
 
+    @override
     def min_max(self) -> tuple[float, float]:
         return min(self.values), max(self.values)
 
@@ -477,14 +511,15 @@ class Product(Schedule):
         if len(factors) == 0:
             raise fail("Product", "factors", factors, "a non-empty list of schedules or numbers")
         self.factors = [as_schedule(f, "Product", "factors") for f in factors]
-        self.unit = "step"
 
+    @override
     def __call__(self, clock: Clock) -> float:
         result = 1.0
         for factor in self.factors:
             result *= factor(clock)
         return result
 
+    @override
     def value(self, t: float) -> float:
         result = 1.0
         for factor in self.factors:
@@ -492,12 +527,15 @@ class Product(Schedule):
         return result
 
     @property
+    @override
     def is_constant(self) -> bool:
         return all(f.is_constant for f in self.factors)
 
+    @override
     def units(self) -> set[str]:
         return set().union(*(f.units() for f in self.factors))
 
+    @override
     def min_max(self) -> tuple[float, float]:
         low, high = 1.0, 1.0
         for factor in self.factors:

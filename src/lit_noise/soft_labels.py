@@ -31,8 +31,9 @@ def soft_nll_loss(
 ) -> Tensor:
     """``F.nll_loss`` for a target distribution: ``-sum_c w_c * target_c * log_probs_c``.
 
-    With ``reduction="mean"`` the sum is divided by the batch size, as ``F.cross_entropy`` does for
-    probability targets (so ``soft_nll_loss(log_softmax(x), t) == cross_entropy(x, t)``).
+    With ``reduction="mean"`` the sum is divided by the number of samples (times positions, for
+    dense ``(B, C, ...)`` targets), as ``F.cross_entropy`` does for probability targets (so
+    ``soft_nll_loss(log_softmax(x), t) == cross_entropy(x, t)``), class weights included.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
@@ -49,8 +50,8 @@ def soft_nll_loss(
         shape[1] = -1
         terms = terms * weight.view(shape)
     loss = -terms.sum(dim=1)
-    if reduction == "mean":
-        return loss.sum() / loss.shape[0] if loss.ndim else loss
+    if reduction == "mean":  # over samples (and positions of dense targets), like cross_entropy
+        return loss.mean()
     if reduction == "sum":
         return loss.sum()
     return loss
@@ -81,8 +82,7 @@ def _nll_loss_soft(
 ) -> Tensor:
     if size_average is not None or reduce is not None:
         raise ConfigurationError(
-            "nll_loss on SoftLabels does not support the deprecated `size_average`/`reduce`;"
-            " use `reduction`."
+            "nll_loss on SoftLabels does not support the deprecated `size_average`/`reduce`; use `reduction`."
         )
     if target.is_floating_point() and target.shape == input.shape:
         return soft_nll_loss(input, target, weight, reduction)
@@ -100,6 +100,43 @@ _KEEP_SUBCLASS = {
     Tensor.pin_memory,
     Tensor.__getitem__,
 }
+
+
+def _keep_subclass(
+    func: Callable[..., Any], source: SoftLabels, rest: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Apply a moving / copying / batch-indexing ``func`` to both parts of ``source``.
+
+    The result is ``SoftLabels`` only while it still means "one distribution per hard label":
+    ``.to(dtype)`` to anything but int64 gives the plain converted hard labels (like ``.float()``),
+    and an index that reaches past the batch dimension (``y[:, None]``) indexes the hard labels only.
+    """
+    with torch._C.DisableTorchFunctionSubclass():
+        hard_part = func(source.hard, *rest, **kwargs)
+        if not isinstance(hard_part, Tensor) or hard_part.dtype != torch.int64:
+            return hard_part
+        if func is Tensor.to:
+            soft_part = source.soft.to(
+                device=hard_part.device,
+                non_blocking=bool(kwargs.get("non_blocking", False)),
+                copy=bool(kwargs.get("copy", False)),
+            )
+        elif func is Tensor.__getitem__:
+            index = rest[0] if rest else None
+            if isinstance(index, tuple):
+                index = index[0] if len(index) == 1 else None
+            if index is None or index is Ellipsis:
+                return hard_part if index is None else SoftLabels(source.soft, hard_part)
+            soft_part = source.soft[index]
+        else:
+            soft_part = func(source.soft, *rest, **kwargs)
+    if (
+        isinstance(soft_part, Tensor)
+        and soft_part.ndim >= 2
+        and hard_part.shape == soft_part.shape[:1] + soft_part.shape[2:]
+    ):
+        return SoftLabels(soft_part, hard_part)
+    return hard_part
 
 
 class SoftLabels(Tensor):
@@ -137,12 +174,17 @@ class SoftLabels(Tensor):
                 f"SoftLabels: `hard` must have shape {tuple(soft.shape[:1] + soft.shape[2:])},"
                 f" got {tuple(hard.shape)}."
             )
-        labels = Tensor._make_subclass(cls, hard.long())
-        labels.soft = soft
-        return labels
+        return cls._wrap(soft, hard.long())
 
     def __init__(self, soft: Tensor, hard: Tensor | None = None) -> None:
         pass
+
+    @classmethod
+    def _wrap(cls, soft: Tensor, hard: Tensor) -> SoftLabels:
+        """``SoftLabels`` from parts already known to fit (int64 ``hard``): no checks (hot paths)."""
+        labels: SoftLabels = Tensor._make_subclass(cls, hard)
+        labels.soft = soft
+        return labels
 
     @property
     def hard(self) -> Tensor:
@@ -162,17 +204,11 @@ class SoftLabels(Tensor):
         if func in _SOFT_LOSSES:
             return _with_soft_target(func, tuple(args), kwargs)
         if func in _KEEP_SUBCLASS and args and isinstance(args[0], SoftLabels):
-            source = args[0]
-            with torch._C.DisableTorchFunctionSubclass():
-                hard_part = func(source.hard, *args[1:], **kwargs)
-                soft_part = func(source.soft, *args[1:], **kwargs)
-            if isinstance(hard_part, Tensor) and isinstance(soft_part, Tensor) and soft_part.ndim >= 2:
-                return SoftLabels(soft_part, hard_part)
-            return hard_part
+            return _keep_subclass(func, args[0], tuple(args[1:]), kwargs)
         with torch._C.DisableTorchFunctionSubclass():
             return func(*args, **kwargs)
 
-    def __repr__(self, *, tensor_contents: Any = None) -> str:
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
         hard_list = self.hard.tolist()
         soft_text = str(self.soft.detach().cpu()).replace("tensor(", "").rstrip(")")
         soft_text = " ".join(soft_text.split())
@@ -206,8 +242,12 @@ def soft(y: Tensor, num_classes: int | None = None) -> Tensor:
         )
     if num_classes is None:
         raise ConfigurationError("soft: `num_classes` is required for integer class indices.")
-    one_hot = F.one_hot(y.long(), num_classes).to(torch.get_default_dtype())
-    return one_hot.movedim(-1, 1) if one_hot.ndim > 2 else one_hot
+    if y.ndim == 0:
+        return F.one_hot(y.long(), num_classes).to(torch.get_default_dtype())
+    # One scatter (F.one_hot also scans the labels for their range, and builds int64 first).
+    shape = (y.shape[0], num_classes, *y.shape[1:])
+    one_hot = torch.zeros(shape, dtype=torch.get_default_dtype(), device=y.device)
+    return one_hot.scatter_(1, y.long().unsqueeze(1), 1.0)
 
 
 def hard(y: Tensor) -> Tensor:

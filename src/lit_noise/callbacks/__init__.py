@@ -2,15 +2,23 @@
 
 from lit_noise.callbacks.base import NoiseCallback, training_clock
 from lit_noise.callbacks.batch_noise import BatchNoise
+from lit_noise.callbacks.calibration_monitor import CalibrationMonitor
+from lit_noise.callbacks.gradient_noise import GradientNoise
 from lit_noise.callbacks.input_noise import InputNoise
 from lit_noise.callbacks.layer_schedule import NoiseLayerSchedule
+from lit_noise.callbacks.robustness_monitor import RobustnessMonitor
 from lit_noise.callbacks.target_noise import TargetNoise
+from lit_noise.callbacks.weight_noise import WeightNoise
 
 __all__ = [
     "BatchNoise",
+    "CalibrationMonitor",
+    "GradientNoise",
     "InputNoise",
     "NoiseCallback",
     "NoiseLayerSchedule",
+    "RobustnessMonitor",
     "TargetNoise",
+    "WeightNoise",
     "training_clock",
 ]

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from lit_noise._rng import GeneratorCache, default_seed, stream_id
+from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
 from lit_noise._validation import check_int, check_range
 from lit_noise.errors import ConfigurationError
 from lit_noise.schedules import Clock, Schedule
@@ -59,11 +59,17 @@ class NoiseCallback(Callback):
         self._total_steps: float = math.inf
         self._log_every = 0
         self._rank = 0
+        self._seed_prefixes: dict[tuple[int | None, int], int] = {}
+        self._epoch_loop: Any = None
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(name=self.name)
+        # Lightning reads state_key on every hook call of every callback: build it once per name.
+        cached = self.__dict__.get("_state_key_cache")
+        if cached is None or cached[0] != self.name:
+            cached = self.__dict__["_state_key_cache"] = (self.name, self._generate_state_key(name=self.name))
+        return str(cached[1])
 
     def _schedules(self) -> Iterable[Schedule]:
         """Every schedule this callback evaluates (checked for units in ``on_train_start``)."""
@@ -90,6 +96,7 @@ class NoiseCallback(Callback):
         self._total_steps = float(trainer.estimated_stepping_batches)
         self._log_every = int(getattr(trainer, "log_every_n_steps", 50))
         self._rank = trainer.global_rank
+        self._epoch_loop = trainer.fit_loop.epoch_loop
         if not 0 < self._total_steps < math.inf and any("progress" in s.units() for s in self._schedules()):
             raise ConfigurationError(
                 f"{type(self).__name__}({self.name!r}): a schedule in unit 'progress' needs a finite"
@@ -103,12 +110,24 @@ class NoiseCallback(Callback):
         self, device: torch.device, trainer: pl.Trainer, batch_idx: int, per_rank: bool = True
     ) -> torch.Generator:
         """A generator seeded from (seed, stream, epoch, batch_idx[, rank])."""
-        seed = self.seed if self.seed is not None else 0
+        # Hot path (every batch): hash (seed, stream, rank) once into a prefix, then one mixing round
+        # of prefix + (epoch, batch_idx) packed in 64 bits (distinct batches, distinct seeds).
         rank = self._rank if per_rank else -1
-        return self._generators.get(device, seed, self._stream, trainer.current_epoch, batch_idx, rank)
+        prefix = self._seed_prefixes.get((self.seed, rank))
+        if prefix is None:
+            seed = self.seed if self.seed is not None else 0
+            prefix = self._seed_prefixes[(self.seed, rank)] = mix_seed(seed, self._stream, rank)
+        return self._generators.get(device, prefix + (trainer.current_epoch << 32) + batch_idx)
 
     def _should_log(self, trainer: pl.Trainer) -> bool:
-        return self._log_every > 0 and (trainer.global_step + 1) % self._log_every == 0
+        """Whether Lightning writes step metrics after this batch (its ``should_update_logs``)."""
+        if self._log_every <= 0:
+            return False
+        # Lightning flushes when (batches_that_stepped + 1) % log_every_n_steps == 0 or when stopping.
+        step = getattr(self._epoch_loop, "_batches_that_stepped", None)
+        if step is None:
+            step = trainer.global_step
+        return (step + 1) % self._log_every == 0 or bool(trainer.should_stop)
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: Mapping[str, float]) -> None:
         """Remember ``values`` and log them as ``noise/<name>/<param>`` at the logging interval."""

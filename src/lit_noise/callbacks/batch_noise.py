@@ -2,34 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from lit_noise import functional as LF
-from lit_noise._validation import check_number, check_range, fail
+from lit_noise._validation import check_number, fail
 from lit_noise.batch import BatchKey, normalize_key, read, write
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
-from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
-from lit_noise.soft_labels import SoftLabels, soft
+from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
+from lit_noise.soft_labels import SoftLabels, hard, soft
 
 __all__ = ["BatchNoise"]
 
+_NO_CLOCK = Clock()
+
 
 def _gate(noisy: Tensor, clean: Tensor, p: float, generator: torch.Generator) -> Tensor:
-    """Keep the noisy target for a fraction ``p`` of the samples (SoftLabels-aware)."""
-    if not isinstance(noisy, SoftLabels):
+    """Keep ``noisy`` for a random fraction ``p`` of the samples, ``clean`` for the others.
+
+    When the noise turned class indices into a distribution (``SoftLabels`` or ``(B, C)``
+    probabilities), the clean samples get their one-hot (or incoming) distribution.
+    """
+    distribution = noisy.soft if isinstance(noisy, SoftLabels) else noisy
+    if not isinstance(noisy, SoftLabels) and noisy.shape == clean.shape:
         return LF.gate_samples(noisy, clean, p, generator)
-    clean_soft = soft(clean, noisy.soft.shape[1]).to(noisy.soft.dtype)
+    clean_soft = soft(clean, distribution.shape[1]).to(distribution.dtype)
     keep = torch.rand(noisy.shape[0], generator=generator, device=noisy.device) < p
-    hard = torch.where(keep, noisy.hard, clean.hard if isinstance(clean, SoftLabels) else clean.argmax(1) if clean.is_floating_point() else clean)
-    return SoftLabels(torch.where(keep.unsqueeze(1), noisy.soft, clean_soft), hard)
+    mixed = torch.where(keep.view((-1,) + (1,) * (distribution.ndim - 1)), distribution, clean_soft)
+    if not isinstance(noisy, SoftLabels):
+        return mixed
+    labels = torch.where(keep.view((-1,) + (1,) * (noisy.ndim - 1)), noisy.hard, hard(clean))
+    return SoftLabels(mixed, labels)
+
+
+def _hands_out_samples(loaders: Any) -> bool:
+    """Whether a training loader yields its dataset's samples as they are (``batch_size=None``)."""
+    if isinstance(loaders, DataLoader):
+        return loaders.batch_sampler is None
+    if isinstance(loaders, Mapping):
+        return any(_hands_out_samples(v) for v in loaders.values())
+    if isinstance(loaders, Sequence) and not isinstance(loaders, (str, bytes)):
+        return any(_hands_out_samples(v) for v in loaders)
+    return False
 
 
 class BatchNoise(NoiseCallback):
@@ -37,7 +59,14 @@ class BatchNoise(NoiseCallback):
 
     Runs in ``on_train_batch_start`` (only while fitting, so never in sanity checking, validation,
     test or predict), writes the noisy copy back into the list or dict batch out of place, and
-    logs the resolved strengths under ``noise/<name>/<param>``.
+    logs the resolved strengths under ``noise/<name>/<param>``. A bare tensor batch (``key=None``)
+    is overwritten in place, which is refused when the tensor may be the dataset's own storage: a
+    view, or a loader with ``batch_size=None``.
+
+    Example:
+        >>> from lit_noise import Gaussian
+        >>> BatchNoise(Gaussian(std=0.1), key="inputs.image", name="image").key
+        'inputs.image'
     """
 
     role = "input"
@@ -55,9 +84,10 @@ class BatchNoise(NoiseCallback):
         owner = type(self).__name__
         if not isinstance(noise, Noise):
             raise fail(owner, "noise", noise, "a lit_noise.noise.Noise (Gaussian, LabelSmoothing, ...)")
-        super().__init__(name or self.role, seed, scale)
+        super().__init__(self.role if name is None else name, seed, scale)
         self.noise = noise
         self.key = key
+        self._owner = owner
         self._path = normalize_key(key, owner)
         if not isinstance(p, (Schedule, int, float)) or isinstance(p, bool):
             raise fail(owner, "p", p, "a probability in [0, 1] or a schedule")
@@ -65,16 +95,25 @@ class BatchNoise(NoiseCallback):
         low, high = self.p.min_max()
         if low < 0.0 or high > 1.0:
             raise fail(owner, "p", p, "a probability in [0, 1]")
-        self.clamp = self._check_clamp(clamp)
+        self.clamp = self._check_clamp(owner, clamp)
+        # Filled in on_train_start: whether every strength is constant, and then the values resolved
+        # once per `scale` (the hot path then reads no clock).
+        self._constant = False
+        self._resolved_at: float | None = None
+        self._params: dict[str, float] = {}
+        self._logged: dict[str, float] = {}
+        self._p = 1.0
 
     @staticmethod
-    def _check_clamp(clamp: Sequence[float] | None) -> tuple[float, float] | None:
+    def _check_clamp(owner: str, clamp: Sequence[float] | None) -> tuple[float, float] | None:
         if clamp is None:
             return None
         if isinstance(clamp, (str, bytes)) or not isinstance(clamp, Sequence) or len(clamp) != 2:
-            raise fail("BatchNoise", "clamp", clamp, "None or a (low, high) pair")
-        low = check_number("InputNoise", "clamp", clamp[0])
-        high = check_range("InputNoise", "clamp", clamp[1], low)
+            raise fail(owner, "clamp", clamp, "None or a (low, high) pair")
+        low = check_number(owner, "clamp", clamp[0])
+        high = check_number(owner, "clamp", clamp[1])
+        if high < low:
+            raise fail(owner, "clamp", list(clamp), "a (low, high) pair with low <= high")
         return low, high
 
     @override
@@ -82,26 +121,53 @@ class BatchNoise(NoiseCallback):
         return [self.p, *self.noise.schedules().values()]
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._constant = all(s.is_constant for s in self._schedules())
+        self._resolved_at = None
+        if self._path is None and _hands_out_samples(trainer.train_dataloader):
+            raise ConfigurationError(
+                f"{self._owner}: `key=None` noises a bare tensor batch in place, but the training loader"
+                " has `batch_size=None`, so each batch may be the dataset's own tensor and noising it"
+                " would change the dataset. Let the loader batch (batch_size=...), or return a list or"
+                " dict batch and set `key`."
+            )
+
+    def _resolve(self, trainer: pl.Trainer) -> tuple[dict[str, float], float, dict[str, float]]:
+        """The noise parameters, ``p`` and the values to log at the current step."""
+        clock = _NO_CLOCK if self._constant else self._clock(trainer)
+        params = self.noise.resolve(clock, self.scale)
+        p = self.p(clock)
+        logged = params if self.p.is_constant and p == 1.0 else {**params, "p": p}
+        if self._constant:
+            self._params, self._p, self._logged, self._resolved_at = params, p, logged, self.scale
+        return params, p, logged
+
+    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        owner = type(self).__name__
+        owner = self._owner
         clean = read(batch, self._path, owner)
-        self.noise.check(clean, self.role)
-        clock = self._clock(trainer)
-        params = self.noise.resolve(clock, self.scale)
+        noise = self.noise
+        noise.check(clean, self.role)
+        if self._resolved_at == self.scale:  # constant strengths: resolved once per `scale`
+            params, p, logged = self._params, self._p, self._logged
+            fresh = False
+        else:
+            params, p, logged = self._resolve(trainer)
+            fresh = True
         generator = self._generator(clean.device, trainer, batch_idx)
-        noisy = self.noise.apply(clean, params, generator)
-        p = self.p(clock)
-        if p < 1.0:
-            noisy = _gate(noisy, clean, p, generator)
-            params["p"] = p
+        noisy = noise.apply(clean, params, generator)
         if self.clamp is not None and noisy.is_floating_point():
             noisy = noisy.clamp(*self.clamp)
+        if p < 1.0:
+            noisy = _gate(noisy, clean, p, generator)
         if self._path is None and (noisy.dtype != clean.dtype or isinstance(noisy, SoftLabels)):
             raise ConfigurationError(
-                f"{owner}: {type(self.noise).__name__} changes the target's type, which a bare"
+                f"{owner}: {type(noise).__name__} changes the target's type, which a bare"
                 " tensor batch cannot hold; return a list or dict batch."
             )
         write(batch, self._path, noisy, owner)
-        self._log(trainer, pl_module, params)
+        if fresh or self._should_log(trainer):  # unchanged values need no `last_values` update
+            self._log(trainer, pl_module, logged)

@@ -18,14 +18,25 @@ class InputNoise(BatchNoise):
 
     The noisy inputs replace the clean ones in the batch container (out of place, so the dataset
     is never modified) before ``training_step``; validation, test, predict and sanity checking see
-    clean inputs. The current strengths are logged as ``noise/<name>/<param>``.
+    clean inputs. The current strengths are logged as ``noise/<name>/<param>`` at the trainer's
+    logging interval (and kept in ``last_values``).
+
+    Lightning hands ``training_step`` the very batch object the callbacks see, so the batch must be
+    a list or a dict (torch's default collate turns tuple samples into lists); a tuple batch is
+    refused with a :class:`~lit_noise.ConfigurationError` at the first batch, before any step. Bad
+    keys, integer inputs and 'progress' schedules on an unbounded trainer are refused likewise.
+    With ``p < 1`` each sample is noised (and clamped) with probability ``p``; the others are left
+    exactly as they were. Noise is drawn from a generator seeded from (seed, name, epoch, batch
+    index, rank): the same seed gives the same noise, a resumed run continues the same stream, and
+    the number of data-loader workers plays no part.
 
     Args:
         noise: what noise (``Gaussian``, ``Uniform``, ``Laplace``, ``SaltAndPepper``, ``Speckle``,
             ``SNR``, ``Mask``); its parameters may be schedules.
         key: where the inputs are: an index for list batches, a key for dict batches, a path
             (``"inputs.image"`` or ``["inputs", "image"]``) for nested ones, ``None`` for a bare
-            tensor batch (noised in place; refused when it is a view of other storage).
+            tensor batch (noised in place; refused when it may be the dataset's own storage: a
+            view of other storage, or any batch of a loader with ``batch_size=None``).
         p: per-sample probability of being noised, a number or a schedule.
         clamp: ``(low, high)`` to clip the noisy inputs to, e.g. ``(0, 1)`` for images.
         seed: base seed of the noise stream (``None``: drawn from torch's RNG at setup).
@@ -36,12 +47,12 @@ class InputNoise(BatchNoise):
         >>> import lightning.pytorch as pl
         >>> from lit_noise import Gaussian, InputNoise, Linear
         >>> from lit_noise.examples import Classifier, DigitsDataModule
-        >>> noise = InputNoise(Gaussian(std=Linear(start=0.0, end=0.3, until=0.5)), clamp=(0, 1), seed=0)
+        >>> noise = InputNoise(Gaussian(std=Linear(start=0.0, end=0.3, until=1.0)), clamp=(0, 1), seed=0)
         >>> trainer = pl.Trainer(max_epochs=1, callbacks=[noise], logger=False,
         ...                      enable_checkpointing=False, enable_progress_bar=False,
         ...                      enable_model_summary=False, limit_train_batches=4, limit_val_batches=0)
         >>> trainer.fit(Classifier(), DigitsDataModule())
-        >>> round(noise.last_values["std"], 3)
+        >>> round(noise.last_values["std"], 3)  # last of 4 steps: progress 3/4 of the ramp
         0.225
     """
 

@@ -19,9 +19,16 @@ __all__ = ["NoiseLayerSchedule"]
 class NoiseLayerSchedule(NoiseCallback):
     """Give every :class:`~lit_noise.layers.NoiseLayer` of the model the training clock.
 
-    Before each training batch, each noise layer gets the trainer's :class:`~lit_noise.Clock` and a
-    generator seeded from (seed, layer index, epoch, batch index, rank), and its strengths are
-    logged as ``noise/<name>/<layer path>/<param>``. After fitting, the layers' clocks are cleared.
+    Before each training batch, each noise layer gets the trainer's :class:`~lit_noise.Clock`, a
+    generator seeded from (seed, layer index, epoch, batch index, rank) and this callback's
+    ``scale`` (multiplied with the layer's own), and its strengths are logged as
+    ``noise/<name>/<layer path>/<param>``. The layers' own ``scale`` values are saved in the
+    checkpoint and restored on resume. After fitting, the layers' clocks are cleared.
+
+    Args:
+        seed: base seed (``None``: drawn from torch's RNG at setup).
+        name: name in logged keys and checkpoint state (default ``"layers"``).
+        scale: multiplier on every layer's strength (the controller's knob).
 
     Example:
         >>> import torch
@@ -31,10 +38,11 @@ class NoiseLayerSchedule(NoiseCallback):
         'layers'
     """
 
-    def __init__(self, seed: int | None = None, name: str = "layers") -> None:
-        super().__init__(name, seed)
+    def __init__(self, seed: int | None = None, name: str = "layers", scale: float = 1.0) -> None:
+        super().__init__(name, seed, scale)
         self._layers: list[tuple[str, NoiseLayer]] = []
         self._layer_generators: list[GeneratorCache] = []
+        self._saved_layer_scales: dict[str, float] = {}
 
     @override
     def _schedules(self) -> Iterable[Schedule]:
@@ -44,6 +52,10 @@ class NoiseLayerSchedule(NoiseCallback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._layers = [(n, m) for n, m in pl_module.named_modules() if isinstance(m, NoiseLayer)]
         self._layer_generators = [GeneratorCache() for _ in self._layers]
+        for path, layer in self._layers:
+            if path in self._saved_layer_scales:
+                layer.scale = self._saved_layer_scales[path]
+        self._saved_layer_scales = {}
         super().on_train_start(trainer, pl_module)
 
     @override
@@ -51,10 +63,11 @@ class NoiseLayerSchedule(NoiseCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         clock = self._clock(trainer)
+        seed = self.seed if self.seed is not None else 0
         values: dict[str, float] = {}
         for index, (path, layer) in enumerate(self._layers):
             layer.clock = clock
-            seed = self.seed if self.seed is not None else 0
+            layer.schedule_scale = self.scale
             layer.generator = self._layer_generators[index].get(
                 pl_module.device, seed, self._stream, index, trainer.current_epoch, batch_idx, self._rank
             )
@@ -67,3 +80,20 @@ class NoiseLayerSchedule(NoiseCallback):
         for _, layer in self._layers:
             layer.clock = None
             layer.generator = None
+            layer.schedule_scale = 1.0
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        layer_scales = {path: layer.scale for path, layer in self._layers} or dict(self._saved_layer_scales)
+        state["layer_scales"] = layer_scales
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        saved = state_dict.get("layer_scales", {})
+        self._saved_layer_scales = {str(path): float(value) for path, value in saved.items()}
+        for path, layer in self._layers:
+            if path in self._saved_layer_scales:
+                layer.scale = self._saved_layer_scales[path]

@@ -20,7 +20,9 @@ class TargetNoise(BatchNoise):
     ``cross_entropy``/``nll_loss`` (``target_format="probs"`` on the noise gives plain ``(B, C)``
     floats). Soft targets coming in (``SoftLabels`` from mixup, or ``(B, C)`` floats) are smoothed as
     distributions; a flipped sample's target becomes its new class. ``Gaussian`` noises float
-    regression targets.
+    regression targets. Batch layouts, seeding, logging and errors are as for
+    :class:`~lit_noise.InputNoise`; a label noise on float inputs, ``Gaussian`` on integer labels and
+    a label noise without ``num_classes`` are refused before any step.
 
     Args:
         noise: what noise; its parameters may be schedules.

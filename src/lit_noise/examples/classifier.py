@@ -17,9 +17,7 @@ from lit_noise.soft_labels import hard
 __all__ = ["Classifier", "build_backbone"]
 
 
-def build_backbone(
-    kind: str, input_shape: Sequence[int], num_classes: int, hidden: int
-) -> nn.Module:
+def build_backbone(kind: str, input_shape: Sequence[int], num_classes: int, hidden: int) -> nn.Module:
     """An MLP (flatten, two hidden layers) or a small CNN (two conv blocks) producing logits.
 
     Example:
@@ -97,7 +95,8 @@ class Classifier(pl.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for inputs ``x``."""
-        return self.net(x)
+        logits: Tensor = self.net(x)
+        return logits
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         """Cross-entropy on the (possibly soft) targets; accuracy on their hard labels."""
@@ -111,7 +110,7 @@ class Classifier(pl.LightningModule):
 
     def _evaluate(self, batch: Sequence[Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
         x, y = batch[0], batch[1]
-        logits = self(x)
+        logits = self.forward(x)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val")
         metric(logits, hard(y))
         self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
@@ -128,7 +127,7 @@ class Classifier(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).softmax(dim=1)
+        return self.forward(x).softmax(dim=1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam."""

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from lit_noise._validation import check_int, check_range
@@ -99,33 +100,33 @@ class DigitsDataModule(pl.LightningDataModule):
         x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
         y = torch.as_tensor(digits.target, dtype=torch.long)
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
-        n_val = int(round(self.val_fraction * len(y)))
-        n_test = int(round(self.test_fraction * len(y)))
+        n_val = round(self.val_fraction * len(y))
+        n_test = round(self.test_fraction * len(y))
         val, test, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
         self.train_set = TensorDataset(x[train], y[train])
         self.val_set = TensorDataset(x[val], y[val])
         self.test_set = TensorDataset(x[test], y[test])
 
-    def _loader(self, dataset: TensorDataset | None, train: bool = False) -> DataLoader:
+    def _loader(self, dataset: TensorDataset | None, train: bool = False) -> DataLoader[tuple[Tensor, ...]]:
         assert dataset is not None, "setup() creates the datasets"
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed) if train else None
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """Shuffled training batches."""
         self.setup()
         return self._loader(self.train_set, train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """Validation batches in a fixed order."""
         self.setup()
         return self._loader(self.val_set)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """Test batches in a fixed order."""
         self.setup()
         return self._loader(self.test_set)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """The test inputs in a fixed order."""
         return self.test_dataloader()

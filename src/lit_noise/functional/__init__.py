@@ -1,5 +1,18 @@
 """Pure tensor maths behind lit_noise: no Lightning, explicit ``torch.Generator`` arguments."""
 
+from lit_noise.functional.mix import (
+    MixParams,
+    box_lam,
+    box_mask,
+    cutmix,
+    cutmix_boxes,
+    mix_batch,
+    mixup,
+    one_hot_smooth,
+    partner_index,
+    sample_lam,
+    sample_mix_params,
+)
 from lit_noise.functional.noise import (
     gate_samples,
     gaussian,
@@ -13,18 +26,31 @@ from lit_noise.functional.noise import (
 from lit_noise.functional.targets import (
     label_smoothing,
     pair_flip,
+    smooth_one_hot,
     symmetric_flip,
     transition_flip,
 )
 
 __all__ = [
+    "MixParams",
+    "box_lam",
+    "box_mask",
+    "cutmix",
+    "cutmix_boxes",
     "gate_samples",
     "gaussian",
     "label_smoothing",
     "laplace",
     "mask",
+    "mix_batch",
+    "mixup",
+    "one_hot_smooth",
     "pair_flip",
+    "partner_index",
     "salt_and_pepper",
+    "sample_lam",
+    "sample_mix_params",
+    "smooth_one_hot",
     "snr",
     "speckle",
     "symmetric_flip",

@@ -19,7 +19,7 @@ _NO_CLOCK = Clock()
 
 
 class Noise(ABC):
-    """A noise distribution whose parameters are numbers or :class:`~lit_noise.schedules.Schedule`\\ s.
+    """A noise distribution whose parameters are numbers or :class:`~lit_noise.schedules.Schedule` objects.
 
     Calling it returns a noisy copy: ``noise(x, generator=g, clock=c, scale=s)``. Parameters named
     in ``strength`` are multiplied by ``scale`` (the controller's knob; 1 by default) and clipped to
@@ -45,7 +45,9 @@ class Noise(ABC):
         schedule = as_schedule(value, owner, name)
         smallest, largest = schedule.min_max()
         if smallest < low or largest > high:
-            shown = value if not isinstance(value, Schedule) else f"{value!r} (range {smallest:g}..{largest:g})"
+            shown = (
+                value if not isinstance(value, Schedule) else f"{value!r} (range {smallest:g}..{largest:g})"
+            )
             bounds = [f">= {low:g}"] if low > -math.inf else []
             bounds += [f"<= {high:g}"] if high < math.inf else []
             raise ConfigurationError(f"{owner}: `{name}` must be {' and '.join(bounds)}, got {shown}.")

@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from lit_noise import functional as LF
 from lit_noise._validation import check_number, check_range, fail
@@ -37,6 +38,7 @@ class Gaussian(Noise):
         self._param("std", std, low=0.0)
         self._param("mean", mean)
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.gaussian(x, params["std"], params["mean"], generator)
 
@@ -57,6 +59,7 @@ class Uniform(Noise):
         super().__init__()
         self._param("width", width, low=0.0)
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.uniform(x, params["width"], generator)
 
@@ -77,6 +80,7 @@ class Laplace(Noise):
         super().__init__()
         self._param("scale", scale, low=0.0)
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.laplace(x, params["scale"], generator)
 
@@ -115,6 +119,7 @@ class SaltAndPepper(Noise):
         if self.high < self.low:
             raise fail("SaltAndPepper", "high", high, f">= `low` ({self.low:g})")
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.salt_and_pepper(x, params["amount"], self.salt_vs_pepper, self.low, self.high, generator)
 
@@ -135,6 +140,7 @@ class Speckle(Noise):
         super().__init__()
         self._param("std", std, low=0.0)
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.speckle(x, params["std"], generator)
 
@@ -157,12 +163,14 @@ class SNR(Noise):
         super().__init__()
         self._param("db", db)
 
+    @override
     def resolve(self, clock: Clock | None = None, scale: float = 1.0) -> dict[str, float]:
         values = super().resolve(clock, 1.0)
         if scale != 1.0:
             values["db"] -= 20.0 * math.log10(max(scale, 1e-12))
         return values
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.snr(x, params["db"], generator)
 
@@ -184,5 +192,6 @@ class Mask(Noise):
         self._param("p", p, low=0.0, high=1.0)
         self.value = check_number("Mask", "value", value)
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         return LF.mask(x, params["p"], self.value, generator)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from lit_noise import functional as LF
 from lit_noise._validation import check_choice, check_int, fail
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 TargetFormat = Literal["soft_labels", "probs"]
+_INDEX_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
 TARGET_FORMATS = ("soft_labels", "probs")
 
 
@@ -42,6 +44,8 @@ class LabelNoise(Noise):
     """
 
     applies_to = "labels"
+    #: Whether the noise turns class indices into distributions (smoothing) rather than flipping them.
+    makes_distribution: ClassVar[bool] = False
 
     def __init__(self, num_classes: int | None = None, target_format: TargetFormat = "soft_labels") -> None:
         super().__init__()
@@ -55,24 +59,36 @@ class LabelNoise(Noise):
         if num_classes is None:
             if self.num_classes is None:
                 raise ConfigurationError(
-                    f"{owner} needs the number of classes: pass `num_classes` to {owner} or to"
-                    " TargetNoise."
+                    f"{owner} needs the number of classes: pass `num_classes` to {owner} or to TargetNoise."
                 )
             return
         num_classes = check_int(owner, "num_classes", num_classes, 2)
         if self.num_classes not in (None, num_classes):
-            raise fail(owner, "num_classes", num_classes, f"the same as given to {owner} ({self.num_classes})")
+            raise fail(
+                owner, "num_classes", num_classes, f"the same as given to {owner} ({self.num_classes})"
+            )
         self.num_classes = num_classes
 
+    @override
     def check(self, y: Tensor, role: str = "target") -> None:
+        if self.num_classes is not None and type(y) is Tensor and y.dtype in _INDEX_DTYPES:
+            return  # plain integer class indices: the common case, checked first (every batch)
         owner = type(self).__name__
         if self.num_classes is None:
             raise ConfigurationError(f"{owner} needs `num_classes` (on {owner} or TargetNoise).")
-        if isinstance(y, SoftLabels) or (y.is_floating_point() and y.ndim >= 2):
-            width = (y.soft if isinstance(y, SoftLabels) else y).shape[1]
-            if width != self.num_classes:
+        if isinstance(y, SoftLabels):
+            if y.soft.shape[1] != self.num_classes:
                 raise ConfigurationError(
-                    f"{owner}: the soft {role} has {width} classes, `num_classes` is {self.num_classes}."
+                    f"{owner}: the soft {role} has {y.soft.shape[1]} classes, `num_classes` is"
+                    f" {self.num_classes}."
+                )
+            return
+        if y.is_floating_point() and y.ndim >= 2:
+            if y.shape[1] != self.num_classes:
+                raise ConfigurationError(
+                    f"{owner} acts on class labels, so a float {role} must be a (B, C, ...) class"
+                    f" distribution with C = `num_classes` ({self.num_classes}); got shape"
+                    f" {tuple(y.shape)}. For float regression targets use Gaussian."
                 )
             return
         if y.is_floating_point() or y.dtype == torch.bool:
@@ -82,14 +98,28 @@ class LabelNoise(Noise):
                 f" {tuple(y.shape)}. For float regression targets use Gaussian."
             )
 
+    @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        if type(x) is Tensor and x.dtype in _INDEX_DTYPES:  # plain class indices (fast path)
+            if not self.makes_distribution:
+                flipped = self._flip(x, params, generator)
+                return flipped if flipped.dtype == x.dtype else flipped.to(x.dtype)
+            labels, distribution = self._noise(x, None, params, generator)
+            if distribution is not None:
+                if self.target_format == "probs":
+                    return distribution
+                return SoftLabels._wrap(
+                    distribution, labels if labels.dtype == torch.int64 else labels.long()
+                )
+            return labels if labels.dtype == x.dtype else labels.to(x.dtype)
         as_probs = x.is_floating_point() and not isinstance(x, SoftLabels)
         was_soft = as_probs or isinstance(x, SoftLabels)
         labels = x.argmax(dim=1) if as_probs else (x.hard if isinstance(x, SoftLabels) else x)
         distribution = soft(x) if was_soft else None
         labels, distribution = self._noise(labels, distribution, params, generator)
         if distribution is None:
-            return labels
+            # Flipped integer labels keep their dtype (int32 / uint8 labels stay so).
+            return labels if labels.dtype == x.dtype else labels.to(x.dtype)
         if as_probs or self.target_format == "probs":
             return distribution
         return SoftLabels(distribution, labels)
@@ -135,6 +165,7 @@ class LabelSmoothing(LabelNoise):
     """
 
     strength = ("eps",)
+    makes_distribution = True
 
     def __init__(
         self, eps: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
@@ -150,7 +181,8 @@ class LabelSmoothing(LabelNoise):
         generator: torch.Generator | None,
     ) -> tuple[Tensor, Tensor | None]:
         if distribution is None:
-            distribution = soft(labels, self.num_classes)
+            assert self.num_classes is not None
+            return labels, LF.smooth_one_hot(labels, self.num_classes, params["eps"])
         return labels, LF.label_smoothing(distribution, params["eps"])
 
 
@@ -219,17 +251,24 @@ class TransitionMatrix(LabelNoise):
         num_classes: int | None = None,
         target_format: TargetFormat = "soft_labels",
     ) -> None:
-        table = torch.as_tensor([list(map(float, row)) for row in matrix], dtype=torch.float64)
+        try:
+            table = torch.as_tensor([list(map(float, row)) for row in matrix], dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise fail("TransitionMatrix", "matrix", matrix, "a square C x C table of numbers") from None
         if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
             raise fail("TransitionMatrix", "matrix", matrix, "a square C x C table with C >= 2")
-        if (table < 0).any() or not torch.allclose(table.sum(1), torch.ones(len(table), dtype=torch.float64), atol=1e-6):
+        if (table < 0).any() or not torch.allclose(
+            table.sum(1), torch.ones(len(table), dtype=torch.float64), atol=1e-6
+        ):
             raise fail("TransitionMatrix", "matrix", matrix, "non-negative rows that each sum to 1")
         super().__init__(num_classes if num_classes is not None else table.shape[0], target_format)
         if self.num_classes != table.shape[0]:
-            raise fail("TransitionMatrix", "num_classes", num_classes, f"{table.shape[0]} (the matrix's size)")
+            raise fail(
+                "TransitionMatrix", "num_classes", num_classes, f"{table.shape[0]} (the matrix's size)"
+            )
         self.matrix = table
-        self._scale = 1.0
 
+    @override
     def resolve(self, clock: Any = None, scale: float = 1.0) -> dict[str, float]:
         return {"scale": min(max(scale, 0.0), 1.0)}
 

@@ -1,0 +1,341 @@
+"""CalibrationMonitor: ECE, MCE, RMSCE, adaptive ECE, Brier score, NLL and a reliability diagram per epoch."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+from typing_extensions import override
+
+from lit_noise import reporting
+from lit_noise._validation import check_choice, check_int, fail
+from lit_noise.batch import BatchKey, normalize_key, read
+from lit_noise.metrics.calibration import (
+    AdaptiveCalibrationError,
+    BrierScore,
+    NegativeLogLikelihood,
+    ReliabilityDiagram,
+)
+from lit_noise.metrics.functional import (
+    INPUT_FORMATS,
+    InputFormat,
+    calibration_error_from_bins,
+    check_metric_args,
+    hard_targets,
+    plot_reliability_diagram,
+    reliability_from_bins,
+    to_probabilities,
+)
+from lit_noise.soft_labels import SoftLabels
+
+__all__ = ["CalibrationMonitor", "eval_forward", "step_logits"]
+
+_STAGES = ("val", "test")
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode and restore each one's own flag afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    if not any(flag for _, flag in modes):
+        yield
+        return
+    module.eval()
+    try:
+        yield
+    finally:
+        for submodule, flag in modes:
+            submodule.training = flag
+
+
+def eval_forward(pl_module: nn.Module, inputs: Tensor) -> Tensor:
+    """``pl_module(inputs)`` under ``no_grad`` in eval mode, leaving modes and RNG states as they were.
+
+    Every submodule's ``training`` flag is restored afterwards, and the global CPU RNG (and the
+    module's CUDA device RNG) are forked, so a model that draws random numbers in its forward does
+    not shift the rest of the run.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).train()
+        >>> state = torch.random.get_rng_state()
+        >>> out = eval_forward(net, torch.ones(2, 3))
+        >>> net.training, torch.equal(state, torch.random.get_rng_state())
+        (True, True)
+    """
+    device = inputs.device
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), _eval_mode(pl_module):
+        output = pl_module(inputs)
+    if not isinstance(output, Tensor):
+        raise fail(
+            type(pl_module).__name__, "forward", type(output).__name__, "a tensor of logits (N, C, ...)"
+        )
+    return output
+
+
+def step_logits(outputs: Any) -> Tensor | None:
+    """The logits an evaluation step returned: a tensor, or the ``"logits"`` entry of a mapping; else None.
+
+    Example:
+        >>> step_logits({"logits": torch.zeros(2, 3), "loss": torch.tensor(0.0)}).shape
+        torch.Size([2, 3])
+        >>> step_logits(None) is None
+        True
+    """
+    if isinstance(outputs, Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Tensor):
+        return outputs["logits"]  # type: ignore[no-any-return]
+    return None
+
+
+class _StageMetrics:
+    """The metrics of one stage (owned by the callback, not the LightningModule)."""
+
+    def __init__(self, num_classes: int, n_bins: int, n_fine_bins: int) -> None:
+        options: dict[str, Any] = {"input_format": "probs", "validate_args": False}
+        self.diagram = ReliabilityDiagram(num_classes, n_bins, **options)
+        self.adaptive = AdaptiveCalibrationError(num_classes, n_bins, n_fine_bins=n_fine_bins, **options)
+        self.brier = BrierScore(num_classes, **options)
+        self.nll = NegativeLogLikelihood(num_classes, **options)
+        self.updates = 0
+
+    def all(self) -> tuple[ReliabilityDiagram, AdaptiveCalibrationError, BrierScore, NegativeLogLikelihood]:
+        return self.diagram, self.adaptive, self.brier, self.nll
+
+    def prepare(self, device: torch.device) -> None:
+        for metric in self.all():
+            metric.to(device)
+            metric.reset()
+        self.updates = 0
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        for metric in self.all():
+            metric.update(probs, target)
+        self.updates += 1
+
+
+class CalibrationMonitor(Callback):
+    """Log how well calibrated the model is at every validation (and test) epoch.
+
+    For each stage in ``stages`` it streams every evaluation batch into fixed-size metrics and, at
+    epoch end, logs ``<stage>/cal/ece``, ``mce``, ``rmsce`` (equal-width bins, top-label),
+    ``aece`` (adaptive, equal-mass bins), ``brier`` and ``nll``, plus a reliability diagram (figure
+    and per-bin table) through :mod:`lit_noise.reporting`: W&B images and tables with a
+    ``WandbLogger``, PNG and CSV files under ``<log dir>/figures/`` otherwise.
+
+    The logits are what the evaluation step returned (a tensor, or a dict's ``"logits"``); when it
+    returns anything else the monitor runs ``pl_module(batch[input_key])`` itself, under
+    ``no_grad`` in eval mode, restoring every module's mode and the RNG state (so a run gives the
+    same weights with or without the monitor). Metrics are synced across processes at epoch end
+    (each rank computes, a collective), logged as tensors and reset. Sanity-check batches are fed
+    through the metrics (so a bad ``num_classes`` fails before training) but nothing is logged.
+
+    Args:
+        num_classes: number of classes ``C`` (the width of the model's output).
+        n_bins: number of bins for ECE / MCE / RMSCE, the adaptive ECE and the diagram (>= 1).
+        stages: which of ``"val"`` and ``"test"`` to monitor.
+        input_key: where the model input is in the batch (index, key, dotted path), used only when
+            the step returns no logits.
+        target_key: where the targets are: class indices, ``SoftLabels`` or ``(N, C)`` distributions.
+        input_format: ``"auto"``, ``"logits"`` or ``"probs"`` (see :mod:`lit_noise.metrics.functional`).
+        n_fine_bins: fine histogram size of the adaptive ECE.
+        log_figures: also log the reliability diagram figure and table at each epoch end.
+
+    Raises:
+        ConfigurationError: bad arguments (here); a model output whose width differs from
+            ``num_classes``, targets out of range or a missing batch key (first evaluation batch).
+
+    Example:
+        >>> from lit_noise.examples import Classifier, DigitsDataModule
+        >>> monitor = CalibrationMonitor(num_classes=10, n_bins=10)
+        >>> trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=False,
+        ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        ...     callbacks=[monitor], default_root_dir=__import__("tempfile").mkdtemp())
+        >>> trainer.fit(Classifier(), DigitsDataModule())
+        >>> sorted(k for k in trainer.callback_metrics if k.startswith("val/cal/"))
+        ['val/cal/aece', 'val/cal/brier', 'val/cal/ece', 'val/cal/mce', 'val/cal/nll', 'val/cal/rmsce']
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        n_bins: int = 15,
+        stages: Sequence[str] = _STAGES,
+        input_key: BatchKey = 0,
+        target_key: BatchKey = 1,
+        input_format: InputFormat = "auto",
+        n_fine_bins: int = 10_000,
+        log_figures: bool = True,
+    ) -> None:
+        owner = type(self).__name__
+        check_metric_args(owner, num_classes, n_bins, None, input_format)
+        check_int(owner, "n_fine_bins", n_fine_bins, 1)
+        if isinstance(stages, str) or not isinstance(stages, Sequence):
+            raise fail(owner, "stages", stages, "a sequence of 'val' and/or 'test'")
+        for stage in stages:
+            check_choice(owner, "stages", stage, _STAGES)
+        check_choice(owner, "input_format", input_format, INPUT_FORMATS)
+        self.num_classes = num_classes
+        self.n_bins = n_bins
+        self.stages = tuple(dict.fromkeys(str(s) for s in stages))
+        self.input_key = input_key
+        self.target_key = target_key
+        self._input_path = normalize_key(input_key, owner, "input_key")
+        self._target_path = normalize_key(target_key, owner, "target_key")
+        self.input_format: InputFormat = input_format
+        self.n_fine_bins = n_fine_bins
+        self.log_figures = bool(log_figures)
+        self.metrics = {stage: _StageMetrics(num_classes, n_bins, n_fine_bins) for stage in self.stages}
+        self.last_values: dict[str, float] = {}
+        self._summaries_defined = False
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(stages=self.stages)
+
+    # ---------------------------------------------------------------------------------------- hooks
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._summaries_defined:
+            reporting.define_summaries(trainer)
+            self._summaries_defined = True
+
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start("val", pl_module)
+
+    @override
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start("test", pl_module)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._update("val", trainer, pl_module, outputs, batch)
+
+    @override
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._update("test", trainer, pl_module, outputs, batch)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("val", trainer, pl_module)
+
+    @override
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish("test", trainer, pl_module)
+
+    # ---------------------------------------------------------------------------------------- steps
+
+    def _start(self, stage: str, pl_module: pl.LightningModule) -> None:
+        if stage in self.metrics:
+            self.metrics[stage].prepare(pl_module.device)
+
+    def _update(
+        self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any
+    ) -> None:
+        metrics = self.metrics.get(stage)
+        if metrics is None:
+            return
+        owner = type(self).__name__
+        logits = step_logits(outputs)
+        if logits is None:  # the step returned no logits: run the forward as the step would (precision)
+            plugin = trainer.precision_plugin
+            context = plugin.val_step_context() if stage == "val" else plugin.test_step_context()
+            with context:
+                logits = eval_forward(pl_module, read(batch, self._input_path, owner))
+        target = read(batch, self._target_path, owner)
+        first = metrics.updates == 0  # value checks (a device sync) once per epoch
+        probs = to_probabilities(logits.detach(), self.num_classes, self.input_format, owner, validate=first)
+        if first:
+            hard_targets(target, logits.shape, self.num_classes, owner, validate=True)
+        if probs.ndim != logits.ndim:  # (N, C, ...) flattened: flatten the target alike
+            target = _flatten_target(target, logits.shape)
+        metrics.update(probs, target.to(probs.device))
+
+    def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = self.metrics.get(stage)
+        if metrics is None:
+            return
+        if trainer.sanity_checking:
+            metrics.prepare(pl_module.device)
+            return
+        with contextlib.ExitStack() as stack:  # sync every state across ranks (a collective on all of them)
+            for metric in metrics.all():
+                stack.enter_context(metric.sync_context(dist_sync_fn=metric.dist_sync_fn))
+            bins = (metrics.diagram.count, metrics.diagram.conf_sum, metrics.diagram.correct_sum)
+            values = {
+                "ece": calibration_error_from_bins(*bins, norm="l1"),
+                "mce": calibration_error_from_bins(*bins, norm="max"),
+                "rmsce": calibration_error_from_bins(*bins, norm="l2"),
+                "aece": AdaptiveCalibrationError.compute(metrics.adaptive),
+                "brier": BrierScore.compute(metrics.brier),
+                "nll": NegativeLogLikelihood.compute(metrics.nll),
+            }
+            diagram = reliability_from_bins(*bins)
+        count = diagram["count"]
+        for name, value in values.items():  # already synced; sync_dist only keeps Lightning from warning
+            key = f"{stage}/cal/{name}"
+            pl_module.log(key, value.to(pl_module.device), on_step=False, on_epoch=True, sync_dist=True)
+        self.last_values = {f"{stage}/cal/{name}": float(value) for name, value in values.items()}
+        if self.log_figures and trainer.is_global_zero and count.sum() > 0:
+            self._report(stage, trainer, diagram, float(values["ece"]))
+        for metric in metrics.all():
+            metric.reset()
+        metrics.updates = 0
+
+    def _report(self, stage: str, trainer: pl.Trainer, diagram: Mapping[str, Tensor], ece: float) -> None:
+        title = f"{stage} reliability (epoch {trainer.current_epoch}, ECE {ece:.4f})"
+        figure = plot_reliability_diagram(diagram, title=title)
+        reporting.log_figure(trainer, f"{stage}/cal/reliability", figure)
+        edges = diagram["edges"].tolist()
+        rows = [
+            [edges[i], edges[i + 1], count, accuracy, confidence]
+            for i, (count, accuracy, confidence) in enumerate(
+                zip(
+                    diagram["count"].tolist(),
+                    diagram["accuracy"].tolist(),
+                    diagram["confidence"].tolist(),
+                    strict=True,
+                )
+            )
+            if count > 0
+        ]
+        columns = ["bin_low", "bin_high", "count", "accuracy", "confidence"]
+        reporting.log_table(trainer, f"{stage}/cal/reliability_table", columns, rows)
+
+
+def _flatten_target(target: Tensor, shape: torch.Size) -> Tensor:
+    """Targets of ``(N, C, d...)`` predictions flattened like the predictions (``(N',)`` or ``(N', C)``)."""
+    if isinstance(target, SoftLabels):
+        return SoftLabels(_flatten_target(target.soft, shape), target.hard.reshape(-1))
+    if target.is_floating_point() and target.shape == shape:
+        return target.movedim(1, -1).reshape(-1, shape[1])
+    return target.reshape(-1)

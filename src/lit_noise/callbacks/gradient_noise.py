@@ -1,0 +1,118 @@
+"""GradientNoise: annealed Gaussian noise on the gradients, identical on every rank."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import lightning.pytorch as pl
+import torch
+from torch.optim import Optimizer
+from typing_extensions import override
+
+from lit_noise._validation import check_int, fail
+from lit_noise.callbacks.base import NoiseCallback
+from lit_noise.callbacks.weight_noise import refuse_manual_optimization, trainable_parameters
+from lit_noise.functional.params import FlatLayout, Patterns, gaussian_, normalize_patterns
+from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
+
+__all__ = ["GradientNoise"]
+
+
+class GradientNoise(NoiseCallback):
+    """Add Gaussian noise ``std * N(0, 1)`` to the gradients before every optimizer step.
+
+    The noise goes in ``on_before_optimizer_step``: once per optimizer step (not per micro-batch
+    under gradient accumulation), after mixed precision has unscaled the gradients and before
+    gradient clipping, so the clipping threshold bounds the noisy gradient. Parameters without a
+    gradient are skipped. Gradient noise changes the weights for good, so it is the same on every
+    DDP rank: the generator is seeded from (seed, optimizer step) only, never the rank. Same seed,
+    same run; a resumed run continues the same noise.
+
+    For the annealed noise of Neelakantan et al. (2015), "Adding Gradient Noise Improves Learning
+    for Very Deep Networks", whose *variance* is ``eta / (1 + t) ** gamma`` at step ``t``, pass
+    ``std=AnnealedStd(eta, gamma)`` (its square root).
+
+    Args:
+        std: standard deviation (>= 0), a number or a schedule (``AnnealedStd``, ``Linear``, ...).
+        seed: base seed (``None``: drawn from torch's RNG at setup and shared from rank 0).
+        include: glob patterns or ``re:`` regexes selecting trainable parameters by name (see
+            :class:`~lit_noise.WeightNoise`); ``None``: every trainable parameter.
+        exclude: patterns of parameters whose gradients stay clean.
+        name: name in logged keys (``noise/<name>/std``) and checkpoint state (default
+            ``"gradient"``).
+        scale: multiplier on ``std`` (the controller's knob).
+        chunk_size: elements per random draw (default ``2**18`` on CPU, ``2**24`` on GPUs).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from lit_noise import AnnealedStd, GradientNoise
+        >>> from lit_noise.examples import Classifier, DigitsDataModule
+        >>> noise = GradientNoise(std=AnnealedStd(eta=0.01, gamma=0.55), seed=0)
+        >>> trainer = pl.Trainer(max_epochs=1, callbacks=[noise], logger=False,
+        ...                      enable_checkpointing=False, enable_progress_bar=False,
+        ...                      enable_model_summary=False, limit_train_batches=4, limit_val_batches=0)
+        >>> trainer.fit(Classifier(), DigitsDataModule())
+        >>> round(noise.last_values["std"] ** 2, 6) == round(0.01 / (1 + 3) ** 0.55, 6)  # step t = 3
+        True
+    """
+
+    def __init__(
+        self,
+        std: ScheduleLike,
+        seed: int | None = None,
+        include: Patterns = None,
+        exclude: Patterns = None,
+        name: str | None = None,
+        scale: float = 1.0,
+        chunk_size: int | None = None,
+    ) -> None:
+        owner = "GradientNoise"
+        if not isinstance(std, (Schedule, int, float)) or isinstance(std, bool):
+            raise fail(owner, "std", std, "a standard deviation >= 0 or a schedule")
+        super().__init__(name or "gradient", seed, scale)
+        self.std = as_schedule(std, owner, "std")
+        low, _ = self.std.min_max()
+        if low < 0.0:
+            raise fail(owner, "std", std, f"a standard deviation >= 0 (this one reaches {low:g})")
+        self.include = normalize_patterns(owner, "include", include)
+        self.exclude = normalize_patterns(owner, "exclude", exclude)
+        self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
+        self._layout: FlatLayout | None = None
+        self._params: list[torch.nn.Parameter] = []
+
+    @override
+    def _schedules(self) -> Iterable[Schedule]:
+        return [self.std]
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            refuse_manual_optimization("GradientNoise", pl_module)
+        super().setup(trainer, pl_module, stage)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._params, _ = trainable_parameters("GradientNoise", pl_module, self.include, self.exclude)
+        self._layout = FlatLayout(self._params, self.chunk_size)
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
+    ) -> None:
+        layout = self._layout
+        if layout is None:
+            raise RuntimeError("GradientNoise: on_fit_start did not run before the first step.")
+        std = self.std(self._clock(trainer)) * self.scale
+        self._log(trainer, pl_module, {"std": std})
+        if std == 0.0:
+            return
+        # Seeded from the optimizer step (and epoch), never the rank: the same noise on every replica.
+        step = trainer.global_step
+        generators = {d: self._generator(d, trainer, step, per_rank=False) for d in layout.devices}
+        grads = [p.grad for p in self._params]
+        layout.add_(lambda out, generator: gaussian_(out, std, 0.0, generator), generators, targets=grads)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._layout, self._params = None, []

@@ -1,0 +1,509 @@
+"""RobustnessMonitor: accuracy and calibration under the corruption suite at every validation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+from torchmetrics import Metric
+from typing_extensions import override
+
+from lit_noise import reporting
+from lit_noise._rng import GeneratorCache, stream_id
+from lit_noise._validation import check_choice, check_int, check_range, fail
+from lit_noise.batch import BatchKey, normalize_key, read
+from lit_noise.callbacks.calibration_monitor import eval_forward, step_logits
+from lit_noise.corruptions.constants import TABLES
+from lit_noise.corruptions.suite import (
+    DEFAULT_CORRUPTIONS,
+    SEVERITIES,
+    Corruption,
+    check_in_range,
+    check_severities,
+    get,
+)
+from lit_noise.errors import ConfigurationError
+from lit_noise.metrics.functional import (
+    INPUT_FORMATS,
+    InputFormat,
+    calibration_bins,
+    calibration_error_from_bins,
+    hard_targets,
+    to_probabilities,
+    top_label,
+)
+
+__all__ = ["RobustnessMonitor", "area_under_curve"]
+
+_PREFIX = "val/robust"
+
+
+def area_under_curve(severities: Sequence[int], clean: float, accuracies: Sequence[float]) -> float:
+    """Normalised area under the accuracy-versus-severity curve, in [0, 1].
+
+    The trapezoid rule over the points ``(0, clean), (s, accuracy_s)`` for the severities ``s``,
+    divided by the largest severity: the mean height of the curve from clean to the worst
+    severity (with severities 1..5, the ``auc`` of the reference ``make_imagenet_c.py`` of
+    hendrycks/robustness, applied to accuracies instead of errors).
+
+    Example:
+        >>> round(area_under_curve([1, 2, 3, 4, 5], 1.0, [0.8, 0.6, 0.4, 0.2, 0.0]), 6)
+        0.5
+    """
+    xs = [0.0, *(float(s) for s in severities)]
+    ys = [clean, *accuracies]
+    area = sum((xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2 for i in range(1, len(xs)))
+    return area / xs[-1]
+
+
+class _Pair(NamedTuple):
+    row: int
+    corruption: Corruption
+    severity: int
+    params: tuple[float, ...]
+    stream: int
+
+
+class _RobustnessBins(Metric):
+    """Equal-width calibration bins (count, confidence sum, correct sum) for each row, sum-reduced.
+
+    Row 0 is the clean data, row ``1 + i`` the ``i``-th (corruption, severity) pair. The state has
+    the fixed size ``(rows, n_bins)`` whatever the number of predictions.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    count: Tensor
+    conf_sum: Tensor
+    correct_sum: Tensor
+
+    def __init__(self, rows: int, n_bins: int) -> None:
+        super().__init__()
+        self.n_bins = n_bins
+        for name in ("count", "conf_sum", "correct_sum"):
+            self.add_state(name, torch.zeros(rows, n_bins, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, confidence: Tensor, correct: Tensor, rows: Tensor) -> None:
+        """Add ``(R, N)`` top-label confidences and correctness to the ``R`` rows ``rows``."""
+        sums = [calibration_bins(confidence[i], correct[i], self.n_bins) for i in range(len(rows))]
+        for state, part in zip(
+            (self.count, self.conf_sum, self.correct_sum), zip(*sums, strict=True), strict=True
+        ):
+            state.index_add_(0, rows, torch.stack(part).to(state.device))
+
+    def compute(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The three ``(rows, n_bins)`` states."""
+        return self.count, self.conf_sum, self.correct_sum
+
+
+class RobustnessMonitor(Callback):
+    """Log how robust the model is to common corruptions at every validation epoch.
+
+    During the validation loop, each validation batch (up to ``max_samples`` samples per epoch and
+    process) is corrupted with every corruption at every severity on the model's device
+    (:mod:`lit_noise.corruptions`), and the model is run on the corrupted copies, several copies
+    concatenated into one forward (``copies_per_forward``), under ``no_grad`` in eval mode. The
+    predictions stream into fixed-size per-(corruption, severity) bins: nothing is stored, and
+    there is no second pass over the data. At the end of the epoch the bins are summed across
+    processes (a collective on every rank) and the monitor logs, with ``<c>`` a corruption and
+    ``<k>`` a severity:
+
+    * ``val/robust/<c>/s<k>/acc`` and ``val/robust/<c>/s<k>/ece``: accuracy and expected
+      calibration error (top-label, ``n_bins`` equal-width bins, as
+      :class:`~lit_noise.metrics.CalibrationError`);
+    * ``val/robust/<c>/acc``: mean accuracy over the severities; ``val/robust/<c>/retention``: that
+      divided by the clean accuracy; ``val/robust/<c>/auc``: :func:`area_under_curve` of accuracy
+      versus severity, clean accuracy at severity 0;
+    * ``val/robust/clean_acc`` and ``val/robust/clean_ece``: measured by the monitor on the same
+      samples (from the logits the validation step returned when it returns them: a tensor or a
+      dict with ``"logits"``; otherwise by its own forward);
+    * ``val/robust/mean_acc`` (mean corruption accuracy over every corruption and severity),
+      ``val/robust/mean_ece``, ``val/robust/retention`` (``mean_acc / clean_acc``) and
+      ``val/robust/mean_auc``;
+    * with ``baseline_errors``: ``val/robust/<c>/ce``, the corruption error
+      ``CE_c = sum_k E_{k,c} / sum_k E^base_{k,c}`` over the monitored severities (Hendrycks &
+      Dietterich, 2019), and ``val/robust/mce``, its mean over the corruptions (here "mce" is the
+      mean corruption error, not the maximum calibration error of ``val/cal/mce``);
+
+    and, unless ``log_figures=False``, the accuracy-versus-severity curves and a table of every
+    value through :mod:`lit_noise.reporting` (W&B line series and table with a ``WandbLogger``, PNG
+    and CSV files under ``<log dir>/figures/val/robust/`` otherwise).
+
+    The monitor never changes the model's mode, weights or random state: it adds no hook to the
+    model, runs its forwards under ``no_grad`` with every module's mode and the global RNG restored
+    (:func:`~lit_noise.callbacks.calibration_monitor.eval_forward`), and draws its noise from its
+    own counter-based generator seeded from ``(seed, process rank, dataloader index, batch index,
+    corruption, severity)`` — the same corrupted validation set at every epoch, whatever the run's
+    seed. A run with the monitor therefore gives the same weights as a run without it. Inputs must
+    be images in [0, 1] (corrupt before normalising; normalise inside the model). Sanity-check
+    batches are only checked (keys, value range, corruptions), not evaluated.
+
+    Args:
+        corruptions: names from :data:`~lit_noise.corruptions.CORRUPTIONS`; ``None`` means every
+            built-in corruption that applies to the inputs (``saturate`` needs 3 channels, the image
+            corruptions ``(B, C, H, W)`` batches; other inputs get only the noise corruptions).
+        severities: severities to evaluate, a subset of 1..5.
+        every_n_epochs: evaluate at the validation of every ``n``-th epoch (epoch ``e`` when
+            ``(e + 1) % n == 0``, as Lightning's ``check_val_every_n_epoch``); ``trainer.validate``
+            always evaluates.
+        max_samples: samples per epoch and process to evaluate (the first ones of the validation
+            loader); ``None`` for all.
+        constants: ``"cifar10"`` (CIFAR-10-C's table, for 32x32 images) or ``"imagenet"``.
+        baseline_errors: corruption -> five error rates in [0, 1] of a baseline model at severities
+            1..5 (e.g. AlexNet's for ImageNet-C); every monitored corruption needs one. Enables
+            ``ce`` and ``mce``.
+        input_key: where the model input is in the batch (index, key or dotted path).
+        target_key: where the targets are: class indices, ``SoftLabels`` or ``(N, C)``
+            distributions (compared by argmax).
+        n_bins: equal-width bins of the ECE (>= 1).
+        seed: seed of the noise corruptions (a fixed default, so the global RNG is never drawn from).
+        copies_per_forward: corrupted copies of the batch concatenated into one forward (memory
+            grows with it); ``None`` puts every copy into a single forward.
+        input_format: ``"auto"``, ``"logits"`` or ``"probs"``: how the model output is read
+            (see :mod:`lit_noise.metrics.functional`).
+        num_classes: the width of the model output; ``None`` takes it from the first output.
+        log_figures: log the curves and the table at each evaluated epoch.
+
+    Raises:
+        ConfigurationError: here for bad arguments (unknown corruption names, listing the known
+            ones; severities outside 1..5; ``n_bins`` < 1; a malformed ``baseline_errors``); at the
+            first validation batch (the sanity check, before training) for a batch key that is not
+            there, inputs outside [0, 1], a corruption that does not apply to the inputs or a model
+            output whose width differs from ``num_classes``.
+
+    Example:
+        >>> from lit_noise.examples import Classifier, ShapesDataModule
+        >>> monitor = RobustnessMonitor(["contrast", "gaussian_noise"], severities=[1, 5], max_samples=32)
+        >>> trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+        ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        ...     callbacks=[monitor], default_root_dir=__import__("tempfile").mkdtemp())
+        >>> model = Classifier("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+        >>> trainer.fit(model, ShapesDataModule(batch_size=32, train_size=64, val_size=32))
+        >>> sorted(k for k in trainer.callback_metrics if k.startswith("val/robust/contrast"))
+        ['val/robust/contrast/acc', 'val/robust/contrast/auc', 'val/robust/contrast/retention',
+         'val/robust/contrast/s1/acc', 'val/robust/contrast/s1/ece', 'val/robust/contrast/s5/acc',
+         'val/robust/contrast/s5/ece']
+    """
+
+    def __init__(
+        self,
+        corruptions: Sequence[str] | None = None,
+        severities: Sequence[int] = SEVERITIES,
+        every_n_epochs: int = 1,
+        max_samples: int | None = None,
+        constants: str = "cifar10",
+        baseline_errors: Mapping[str, Sequence[float]] | None = None,
+        input_key: BatchKey = 0,
+        target_key: BatchKey = 1,
+        n_bins: int = 15,
+        seed: int = 0,
+        copies_per_forward: int | None = 8,
+        input_format: InputFormat = "auto",
+        num_classes: int | None = None,
+        log_figures: bool = True,
+    ) -> None:
+        owner = type(self).__name__
+        if corruptions is None:
+            names = DEFAULT_CORRUPTIONS
+        elif (
+            isinstance(corruptions, (str, bytes)) or not isinstance(corruptions, Sequence) or not corruptions
+        ):
+            raise fail(owner, "corruptions", corruptions, "None or a non-empty sequence of corruption names")
+        else:
+            names = tuple(dict.fromkeys(get(name, owner).name for name in corruptions))
+        self.corruptions = None if corruptions is None else names
+        self.severities = check_severities(severities, owner)
+        self.every_n_epochs = check_int(owner, "every_n_epochs", every_n_epochs, 1)
+        self.max_samples = None if max_samples is None else check_int(owner, "max_samples", max_samples, 1)
+        self.constants = str(check_choice(owner, "constants", constants, tuple(TABLES)))
+        self.baseline_errors = self._check_baseline(baseline_errors, names if corruptions is not None else ())
+        self.input_key = input_key
+        self.target_key = target_key
+        self._input_path = normalize_key(input_key, owner, "input_key")
+        self._target_path = normalize_key(target_key, owner, "target_key")
+        self.n_bins = check_int(owner, "n_bins", n_bins, 1)
+        self.seed = check_int(owner, "seed", seed, 0)
+        self.copies_per_forward = (
+            None
+            if copies_per_forward is None
+            else check_int(owner, "copies_per_forward", copies_per_forward, 1)
+        )
+        self.input_format: InputFormat = check_choice(owner, "input_format", input_format, INPUT_FORMATS)
+        self.num_classes = None if num_classes is None else check_int(owner, "num_classes", num_classes, 2)
+        self.log_figures = bool(log_figures)
+        for name in names:  # every (corruption, severity) has its parameters in the chosen table
+            get(name, owner).params(self.severities[0], self.constants)
+        self._pairs = [
+            _Pair(
+                1 + i * len(self.severities) + j,
+                get(name),
+                s,
+                get(name).params(s, self.constants),
+                stream_id(name),
+            )
+            for i, name in enumerate(names)
+            for j, s in enumerate(self.severities)
+        ]
+        self._names = names
+        self.bins = _RobustnessBins(1 + len(self._pairs), self.n_bins)
+        self._stream = stream_id(owner)
+        self._generators = GeneratorCache()
+        self._active = False
+        self._checked = False
+        self._seen = 0
+        self._evaluated: list[_Pair] = []
+        self._classes: int | None = self.num_classes
+        self.last_values: dict[str, float] = {}
+
+    # ---------------------------------------------------------------------------------------- checks
+
+    @staticmethod
+    def _check_baseline(
+        baseline: Mapping[str, Sequence[float]] | None, names: Sequence[str]
+    ) -> dict[str, tuple[float, ...]] | None:
+        owner = "RobustnessMonitor"
+        if baseline is None:
+            return None
+        if not isinstance(baseline, Mapping):
+            raise fail(owner, "baseline_errors", baseline, "None or a mapping corruption -> five error rates")
+        parsed: dict[str, tuple[float, ...]] = {}
+        for name, errors in baseline.items():
+            if isinstance(errors, (str, bytes)) or not isinstance(errors, Sequence) or len(errors) != 5:
+                raise fail(owner, f"baseline_errors[{name!r}]", errors, "five error rates (severities 1..5)")
+            parsed[str(name)] = tuple(
+                check_range(owner, f"baseline_errors[{name!r}]", e, 0.0, 1.0) for e in errors
+            )
+        RobustnessMonitor._check_baseline_covers(parsed, names)
+        return parsed
+
+    @staticmethod
+    def _check_baseline_covers(baseline: Mapping[str, Sequence[float]], names: Sequence[str]) -> None:
+        missing = [name for name in names if name not in baseline]
+        if missing:
+            raise ConfigurationError(
+                f"RobustnessMonitor: `baseline_errors` has no errors for {', '.join(missing)}; give five"
+                " error rates (severities 1..5) for every monitored corruption, or leave it None."
+            )
+
+    def _check_first_batch(self, x: Tensor) -> None:
+        """Decide which pairs apply to ``x`` (raise for an explicitly requested one that does not)."""
+        owner = type(self).__name__
+        applicable: list[str] = []
+        for name in self._names:
+            corruption = get(name)
+            if self.corruptions is not None:
+                corruption.check(x, owner)
+                applicable.append(name)
+            elif corruption.applies_to(x):
+                applicable.append(name)
+        if not applicable:
+            raise ConfigurationError(
+                f"{owner}: no corruption applies to inputs of shape {tuple(x.shape)} and dtype {x.dtype}."
+            )
+        if self.baseline_errors is not None:
+            self._check_baseline_covers(self.baseline_errors, applicable)
+        self._evaluated = [pair for pair in self._pairs if pair.corruption.name in applicable]
+
+    # ---------------------------------------------------------------------------------------- hooks
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        summaries = {**reporting.DEFAULT_SUMMARIES, f"{_PREFIX}/mean_acc": "max"}
+        if self.baseline_errors is not None:
+            summaries[f"{_PREFIX}/mce"] = "min"
+        reporting.define_summaries(trainer, summaries)
+
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        self._active = not trainer.sanity_checking and (
+            not fitting or (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        )
+        self._checked = False
+        self._seen = 0
+        self.bins.to(pl_module.device)
+        self.bins.reset()
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not (self._active or (trainer.sanity_checking and not self._checked)):
+            return
+        owner = type(self).__name__
+        x = read(batch, self._input_path, owner)
+        target = read(batch, self._target_path, owner)
+        count = x.shape[0] if self.max_samples is None else min(x.shape[0], self.max_samples - self._seen)
+        if count <= 0:
+            return
+        full = x.shape[0]
+        x = x[:count].detach()
+        first = not self._checked
+        if first:
+            self._check_first_batch(x)
+            self._checked = True
+        check_in_range(x, 0.0, 1.0, owner)
+        if not self._active:
+            return
+        self._seen += count
+        clean = step_logits(outputs)
+        if clean is not None and clean.shape[0] == full:
+            clean = clean[:count].detach()
+            self._update(clean, target[:count], [0], first)
+            first = False
+        else:
+            clean = None
+        work: list[_Pair | None] = ([None] if clean is None else []) + list(self._evaluated)
+        size = len(work) if self.copies_per_forward is None else self.copies_per_forward
+        rank = trainer.global_rank
+        for start in range(0, len(work), size):
+            chunk = work[start : start + size]
+            copies = [
+                x
+                if pair is None
+                else pair.corruption.function(
+                    x,
+                    pair.params,
+                    self._generators.get(
+                        x.device,
+                        self.seed,
+                        self._stream,
+                        rank,
+                        dataloader_idx,
+                        batch_idx,
+                        pair.stream,
+                        pair.severity,
+                    )
+                    if pair.corruption.random
+                    else None,
+                )
+                for pair in chunk
+            ]
+            inputs = copies[0] if len(copies) == 1 else torch.cat(copies)
+            with trainer.precision_plugin.val_step_context():
+                logits = eval_forward(pl_module, inputs)
+            self._update(logits, target[:count], [0 if pair is None else pair.row for pair in chunk], first)
+            first = False
+
+    def _update(self, logits: Tensor, target: Tensor, rows: list[int], validate: bool) -> None:
+        owner = type(self).__name__
+        copies = len(rows)
+        per_copy = logits.shape[0] // copies
+        sample_shape = torch.Size([per_copy, *logits.shape[1:]])
+        if self._classes is None:
+            self._classes = int(logits.shape[1]) if logits.ndim >= 2 else 0
+        probs = to_probabilities(logits.detach(), self._classes, self.input_format, owner, validate)
+        labels = hard_targets(target, sample_shape, self._classes, owner, validate).to(probs.device)
+        confidence, correct = top_label(probs, labels.repeat(copies))
+        index = torch.tensor(rows, device=self.bins.count.device)
+        self.bins.update(confidence.view(copies, -1), correct.view(copies, -1), index)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active:
+            return
+        self._active = False
+        with self.bins.sync_context(dist_sync_fn=self.bins.dist_sync_fn):  # a collective on every rank
+            count, conf_sum, correct_sum = (t.detach().to("cpu", copy=True) for t in self.bins.compute())
+        self.bins.reset()
+        totals = count.sum(1)
+        if totals[0] <= 0:
+            return
+        values = self._values(count, conf_sum, correct_sum, totals)
+        sync = trainer.world_size > 1  # values are already equal on every rank; avoids Lightning's warning
+        for key, value in values.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True, sync_dist=sync)
+        self.last_values = values
+        if self.log_figures and trainer.is_global_zero:
+            self._report(trainer, values)
+
+    def _values(
+        self, count: Tensor, conf_sum: Tensor, correct_sum: Tensor, totals: Tensor
+    ) -> dict[str, float]:
+        def accuracy(row: int) -> float:
+            return float(correct_sum[row].sum() / totals[row])
+
+        def ece(row: int) -> float:
+            return float(calibration_error_from_bins(count[row], conf_sum[row], correct_sum[row], "l1"))
+
+        values: dict[str, float] = {}
+        clean = accuracy(0)
+        values[f"{_PREFIX}/clean_acc"] = clean
+        values[f"{_PREFIX}/clean_ece"] = ece(0)
+        accs: list[float] = []
+        eces: list[float] = []
+        aucs: list[float] = []
+        ces: list[float] = []
+        for name in dict.fromkeys(pair.corruption.name for pair in self._evaluated):
+            pairs = [pair for pair in self._evaluated if pair.corruption.name == name]
+            if any(totals[pair.row] <= 0 for pair in pairs):
+                continue
+            severity_accs = [accuracy(pair.row) for pair in pairs]
+            for pair, acc in zip(pairs, severity_accs, strict=True):
+                values[f"{_PREFIX}/{name}/s{pair.severity}/acc"] = acc
+                values[f"{_PREFIX}/{name}/s{pair.severity}/ece"] = ece(pair.row)
+                eces.append(values[f"{_PREFIX}/{name}/s{pair.severity}/ece"])
+            mean = sum(severity_accs) / len(severity_accs)
+            values[f"{_PREFIX}/{name}/acc"] = mean
+            values[f"{_PREFIX}/{name}/retention"] = mean / clean if clean > 0 else math.nan
+            values[f"{_PREFIX}/{name}/auc"] = area_under_curve(
+                [pair.severity for pair in pairs], clean, severity_accs
+            )
+            accs.extend(severity_accs)
+            aucs.append(values[f"{_PREFIX}/{name}/auc"])
+            if self.baseline_errors is not None:
+                base = sum(self.baseline_errors[name][pair.severity - 1] for pair in pairs)
+                errors = sum(1.0 - acc for acc in severity_accs)
+                values[f"{_PREFIX}/{name}/ce"] = errors / base if base > 0 else math.inf
+                ces.append(values[f"{_PREFIX}/{name}/ce"])
+        if accs:
+            mean_acc = sum(accs) / len(accs)
+            values[f"{_PREFIX}/mean_acc"] = mean_acc
+            values[f"{_PREFIX}/mean_ece"] = sum(eces) / len(eces)
+            values[f"{_PREFIX}/retention"] = mean_acc / clean if clean > 0 else math.nan
+            values[f"{_PREFIX}/mean_auc"] = sum(aucs) / len(aucs)
+        if ces:
+            values[f"{_PREFIX}/mce"] = sum(ces) / len(ces)
+        return values
+
+    def _report(self, trainer: pl.Trainer, values: Mapping[str, float]) -> None:
+        clean = values[f"{_PREFIX}/clean_acc"]
+        names = [
+            n
+            for n in dict.fromkeys(p.corruption.name for p in self._evaluated)
+            if f"{_PREFIX}/{n}/acc" in values
+        ]
+        if not names:
+            return
+        xs = [0, *self.severities]
+        curves = {
+            name: [clean, *(values[f"{_PREFIX}/{name}/s{s}/acc"] for s in self.severities)] for name in names
+        }
+        reporting.log_line_series(
+            trainer,
+            f"{_PREFIX}/accuracy_vs_severity",
+            xs,
+            curves,
+            title=f"accuracy vs severity (epoch {trainer.current_epoch})",
+            xname="severity",
+            yname="accuracy",
+        )
+        rows: list[list[Any]] = [["clean", 0, clean, values[f"{_PREFIX}/clean_ece"]]]
+        rows += [
+            [name, s, values[f"{_PREFIX}/{name}/s{s}/acc"], values[f"{_PREFIX}/{name}/s{s}/ece"]]
+            for name in names
+            for s in self.severities
+        ]
+        reporting.log_table(trainer, f"{_PREFIX}/table", ["corruption", "severity", "accuracy", "ece"], rows)

@@ -1,0 +1,593 @@
+"""Mixup and CutMix as pure tensor maths: explicit λ, partners and boxes, or drawn from a generator.
+
+Two layers, both Lightning-free and vectorised (no Python loop over samples):
+
+* **Apply** given parameters, so results can be checked against any other implementation:
+  :func:`mixup`, :func:`cutmix` and :func:`mix_batch` (per-sample choice between the two). ``lam``
+  is the weight of each sample's *own* input and target (one number for the batch or one per
+  sample), ``index[i]`` the sample that ``i`` is mixed with, ``boxes`` the CutMix rectangles as
+  ``(top, bottom, left, right)`` half-open pixel ranges of the last two dimensions.
+* **Sample** them from an explicit ``torch.Generator`` on the batch's device: :func:`sample_lam`
+  (λ ~ Beta(alpha, alpha)), :func:`partner_index` (a random permutation), :func:`cutmix_boxes` (side ratio
+  √(1-λ), random centre, clipped to the image), :func:`box_lam` (λ corrected to the pasted area)
+  and :func:`sample_mix_params`, which draws everything for one batch in mode ``"batch"``,
+  ``"pair"`` or ``"elem"`` without a host synchronisation.
+
+Targets are mixed as class distributions; :func:`one_hot_smooth` turns class indices,
+:class:`~lit_noise.SoftLabels` or ``(B, C)`` probabilities into rows with label smoothing folded in
+(``(1 - ε) * target + ε / C``, the convention of ``nn.CrossEntropyLoss``), so mixed rows still sum
+to 1.
+
+Example:
+    >>> x = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    >>> y = one_hot_smooth(torch.tensor([0, 1]), num_classes=2)
+    >>> x_mix, y_mix = mixup(x, y, lam=0.75, index=torch.tensor([1, 0]))
+    >>> x_mix
+    tensor([[0.2500, 0.2500],
+            [0.7500, 0.7500]])
+    >>> y_mix
+    tensor([[0.7500, 0.2500],
+            [0.2500, 0.7500]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+import torch
+from torch import Tensor
+
+from lit_noise.errors import ConfigurationError
+from lit_noise.functional.targets import label_smoothing
+from lit_noise.soft_labels import soft
+
+__all__ = [
+    "MIX_MODES",
+    "MixMode",
+    "MixParams",
+    "box_lam",
+    "box_mask",
+    "cutmix",
+    "cutmix_boxes",
+    "mix_batch",
+    "mixup",
+    "one_hot_smooth",
+    "partner_index",
+    "sample_lam",
+    "sample_mix_params",
+]
+
+MixMode = Literal["batch", "pair", "elem"]
+MIX_MODES: tuple[str, ...] = ("batch", "pair", "elem")
+
+#: A per-batch number or a per-sample (or single-element) tensor.
+LamLike = Union[float, Tensor]
+#: One box ``(top, bottom, left, right)`` or a ``(G, 4)`` integer tensor of them.
+BoxesLike = Union[Tensor, Sequence[int]]
+
+
+def one_hot_smooth(
+    y: Tensor, num_classes: int, smoothing: float = 0.0, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Targets as ``(B, C)`` class distributions with label smoothing folded in.
+
+    Class indices become one-hot rows, :class:`~lit_noise.SoftLabels` give their distribution and
+    ``(B, C)`` floats are taken as they are; then :func:`~lit_noise.functional.label_smoothing`
+    moves a mass ``smoothing`` evenly onto all ``C`` classes (``(1 - ε) * row + ε / C``). Rows keep
+    summing to 1, and since smoothing is affine it commutes with mixing.
+
+    Args:
+        y: class indices ``(B,)``, ``SoftLabels`` or ``(B, C)`` probabilities.
+        num_classes: ``C``.
+        smoothing: ε in [0, 1].
+        dtype: floating dtype of the result (default: the distribution's own, or torch's default
+            dtype for class indices).
+
+    Example:
+        >>> one_hot_smooth(torch.tensor([2, 0]), num_classes=4, smoothing=0.2)
+        tensor([[0.0500, 0.0500, 0.8500, 0.0500],
+                [0.8500, 0.0500, 0.0500, 0.0500]])
+    """
+    distribution = soft(y, num_classes)
+    if dtype is not None and distribution.dtype != dtype:
+        distribution = distribution.to(dtype)
+    if smoothing > 0.0:
+        distribution = label_smoothing(distribution, smoothing)
+    return distribution
+
+
+def _beta(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One Beta(alpha_i, alpha_i) draw per entry of ``alpha``, via a two-class Dirichlet."""
+    concentration = torch.stack((alpha, alpha), dim=-1)
+    # torch.distributions.Beta draws exactly this way, but takes no generator.
+    return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+
+
+def sample_lam(
+    alpha: float,
+    size: int | Sequence[int],
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """λ ~ Beta(alpha, alpha), the mixing weight of mixup and CutMix; ``alpha <= 0`` gives λ = 1.
+
+    Drawn in float64: for small ``alpha`` much of Beta's mass lies within float32's spacing of 1.
+
+    Example:
+        >>> lam = sample_lam(1.0, 100_000, generator=torch.Generator().manual_seed(0))
+        >>> round(lam.mean().item(), 2), bool(((lam >= 0) & (lam <= 1)).all())
+        (0.5, True)
+    """
+    shape = (size,) if isinstance(size, int) else tuple(size)
+    device = generator.device if generator is not None and device is None else device
+    if alpha <= 0.0:
+        return torch.ones(shape, device=device, dtype=dtype)
+    alphas = torch.full(shape, float(alpha), device=device, dtype=torch.float64)
+    return _beta(alphas, generator).to(dtype)
+
+
+def _permutation_partners(
+    batch_size: int, generator: torch.Generator | None, device: torch.device | str | None, pairs: bool
+) -> tuple[Tensor, Tensor]:
+    """``(index, perm)``: the partner of every sample and the random permutation it came from."""
+    perm = torch.randperm(batch_size, generator=generator, device=device)
+    if pairs:
+        position = torch.arange(batch_size, device=perm.device) ^ 1  # 0<->1, 2<->3, ...
+        if batch_size % 2:
+            position[-1] = batch_size - 1  # the odd one out is its own partner
+        following = perm[position]
+    else:
+        following = perm.roll(-1)
+    index = torch.empty_like(perm)
+    index[perm] = following
+    return index, perm
+
+
+def partner_index(
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    pairs: bool = False,
+) -> Tensor:
+    """A random partner for every sample: sample ``i`` is mixed with sample ``index[i]``.
+
+    With ``pairs=False`` the partners follow one random cycle through the whole batch (the
+    permutation ``perm[k] -> perm[k + 1]``): every sample is mixed with another one (unless the
+    batch has one sample) and every sample is a partner exactly once. With ``pairs=True`` the batch
+    is split into random disjoint pairs (``index[index[i]] == i``); in an odd batch one sample is
+    left as its own partner, i.e. unmixed.
+
+    Example:
+        >>> index = partner_index(6, generator=torch.Generator().manual_seed(0))
+        >>> sorted(index.tolist()), bool((index != torch.arange(6)).all())
+        ([0, 1, 2, 3, 4, 5], True)
+        >>> pairs = partner_index(5, generator=torch.Generator().manual_seed(0), pairs=True)
+        >>> bool((pairs[pairs] == torch.arange(5)).all()), int((pairs == torch.arange(5)).sum())
+        (True, 1)
+    """
+    if generator is not None and device is None:
+        device = generator.device
+    return _permutation_partners(batch_size, generator, device, pairs)[0]
+
+
+def _box_corners(
+    lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequence[float] | None
+) -> tuple[Tensor, Tensor]:
+    """Box corners ``(low, high)``, each ``(2, *lam.shape)`` float64 (rows, columns), from uniforms ``u``.
+
+    ``u`` holds 2 (centre) or, with ``minmax``, 4 (sides, position) float64 uniforms per entry.
+    Float64 holds these integers exactly, and ``floor(u * n) <= n - 1`` for ``u < 1``.
+    """
+    shape = (2,) + (1,) * lam.ndim
+    extent = torch.tensor([height, width], dtype=torch.float64, device=lam.device).view(shape)
+    if minmax is None:
+        sizes = (extent * (1.0 - lam.to(torch.float64)).sqrt()).floor_()
+        start = (u[:2] * extent).floor_() - (sizes * 0.5).floor_()
+        return start.clamp(min=0.0), (start + sizes).minimum(extent)
+    sides = [
+        [int(height * minmax[0]), int(height * minmax[1])],
+        [int(width * minmax[0]), int(width * minmax[1])],
+    ]
+    lo_hi = torch.tensor(sides, dtype=torch.float64, device=lam.device)
+    lo, span = lo_hi[:, 0].view(shape), (lo_hi[:, 1] - lo_hi[:, 0]).view(shape)
+    sizes = (u[:2] * span).floor_() + lo
+    low = (u[2:4] * (extent - sizes + 1.0)).floor_()
+    return low, low + sizes
+
+
+def _as_boxes(low: Tensor, high: Tensor) -> Tensor:
+    """``(..., 4)`` int64 ``(top, bottom, left, right)`` from ``(2, ...)`` corners."""
+    return torch.stack((low, high), dim=1).flatten(0, 1).movedim(0, -1).long()
+
+
+def cutmix_boxes(
+    lam: Tensor,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    minmax: Sequence[float] | None = None,
+) -> Tensor:
+    """Random CutMix boxes ``(..., 4)`` as ``(top, bottom, left, right)``, one per entry of ``lam``.
+
+    Without ``minmax`` (the CutMix paper): sides ``floor(H * sqrt(1-λ))`` by ``floor(W * sqrt(1-λ))``
+    around a uniformly random centre pixel, clipped to the image (so the pasted area may be
+    smaller than ``1 - λ``; see :func:`box_lam`). With ``minmax=(lo, hi)``: each side an integer
+    uniform in ``[int(lo * H), int(hi * H))`` (``λ`` is ignored), the box placed uniformly inside
+    the image. The rows are half-open ranges ``[top, bottom) x [left, right)`` of the last two
+    dimensions.
+
+    Example:
+        >>> boxes = cutmix_boxes(torch.tensor([0.75, 1.0]), 8, 8, torch.Generator().manual_seed(0))
+        >>> box_lam(boxes, 8, 8) >= torch.tensor([0.75, 1.0])  # 4x4 = 16 pixels at most, then none
+        tensor([True, True])
+    """
+    rows = 2 if minmax is None else 4
+    u = torch.rand((rows, *lam.shape), generator=generator, device=lam.device, dtype=torch.float64)
+    return _as_boxes(*_box_corners(lam, u, height, width, minmax))
+
+
+def box_lam(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """λ corrected to the pasted area: ``1 - box area / (H * W)``, one per box.
+
+    Example:
+        >>> box_lam(torch.tensor([[0, 4, 0, 4], [2, 2, 0, 8]]), 8, 8)
+        tensor([0.7500, 1.0000])
+    """
+    area = (boxes[..., 1] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 2])
+    return 1.0 - area.to(dtype) / float(height * width)
+
+
+def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Boolean masks ``(..., H, W)``, True inside each box (built by broadcasting, no loop).
+
+    Example:
+        >>> box_mask(torch.tensor([1, 3, 0, 2]), 3, 3).int()
+        tensor([[0, 0, 0],
+                [1, 1, 0],
+                [1, 1, 0]], dtype=torch.int32)
+    """
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    in_rows = (rows >= boxes[..., 0:1]) & (rows < boxes[..., 1:2])
+    in_cols = (cols >= boxes[..., 2:3]) & (cols < boxes[..., 3:4])
+    return in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2)
+
+
+def _box_ranges(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Indicators ``(G, H)`` and ``(G, W)`` (in ``dtype``) of each box's rows and columns."""
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    in_rows = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 1:2])
+    in_cols = (cols >= boxes[:, 2:3]) & (cols < boxes[:, 3:4])
+    return in_rows.to(dtype), in_cols.to(dtype)
+
+
+def _check_index(index: Tensor, batch_size: int) -> None:
+    if index.shape != (batch_size,) or index.is_floating_point():
+        raise ConfigurationError(
+            f"mix: `index` must be {batch_size} integer partner indices (one per sample), got dtype"
+            f" {index.dtype} and shape {tuple(index.shape)}."
+        )
+
+
+def _host_scalar(value: Any) -> Any:
+    """A number held on the host (a Python number or a one-entry CPU tensor), else ``None``."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.item() if value.device.type == "cpu" and value.numel() == 1 else None
+
+
+def _host_box(value: Any) -> Any:
+    """One box held on the host (a sequence, or a CPU tensor of 4 entries), else ``None``."""
+    if not isinstance(value, Tensor):
+        return list(value)
+    return value.reshape(-1).tolist() if value.device.type == "cpu" and value.numel() == 4 else None
+
+
+def _mix_one(
+    x: Tensor, y_soft: Tensor, index: Tensor, lam: float, box: Sequence[int] | None
+) -> tuple[Tensor, Tensor]:
+    """One λ (and one box) for the whole batch, held on the host: scalar lerp or slicing."""
+    if box is not None:
+        top, bottom, left, right = (int(v) for v in box)
+        if bottom > top and right > left:
+            x_mixed = x.clone()
+            x_mixed[..., top:bottom, left:right] = x[..., top:bottom, left:right].index_select(0, index)
+        else:
+            x_mixed = x
+    elif lam == 1.0:
+        x_mixed = x
+    else:
+        if not x.is_floating_point():
+            raise ConfigurationError(f"mixup: the inputs must be floating point, got dtype {x.dtype}.")
+        x_mixed = x.index_select(0, index).lerp_(x, lam)
+    y_mixed = y_soft if lam == 1.0 else y_soft.index_select(0, index).lerp_(y_soft, lam)
+    return x_mixed, y_mixed
+
+
+def mix_batch(
+    x: Tensor,
+    y_soft: Tensor,
+    lam: LamLike,
+    index: Tensor,
+    use_cutmix: Tensor | None = None,
+    boxes: BoxesLike | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mix each sample with its partner ``index[i]``: mixup, CutMix or a per-sample choice.
+
+    * ``boxes`` is ``None``: mixup, ``x_i' = lam_i * x_i + (1 - lam_i) * x_index[i]``.
+    * ``boxes`` given, ``use_cutmix`` ``None``: CutMix, ``x_i'`` is ``x_i`` with the pixels inside
+      box ``i`` (of the last two dimensions) copied from ``x_index[i]``.
+    * both given: CutMix where ``use_cutmix`` is True, mixup elsewhere.
+
+    The target is always ``y_i' = lam_i * y_i + (1 - lam_i) * y_index[i]``, so for CutMix pass the
+    pasted-area λ (:func:`box_lam`) to keep targets and pixels consistent. ``lam``, ``use_cutmix``
+    and ``boxes`` hold one entry for the whole batch or one per sample; one entry held on the host
+    (a number, or a CPU tensor) is applied with a scalar ``lerp`` or by slicing, without a device
+    synchronisation. The inputs are not modified (an unmixed batch is returned as it is); pixels of
+    unmixed samples and outside the boxes are returned bit for bit (``torch.lerp`` is exact at
+    weights 0 and 1). Mixup needs floating inputs; CutMix alone works on any dtype.
+
+    Args:
+        x: inputs ``(B, ...)``; for CutMix at least ``(B, H, W)``.
+        y_soft: targets as ``(B, C)`` distributions (see :func:`one_hot_smooth`).
+        lam: own-sample weight, a number or a tensor of 1 or ``B`` values.
+        index: ``(B,)`` partner indices.
+        use_cutmix: ``(1,)`` or ``(B,)`` booleans, or ``None``.
+        boxes: ``(top, bottom, left, right)`` or a ``(1 or B, 4)`` integer tensor, or ``None``.
+
+    Returns:
+        ``(x_mixed, y_mixed)``.
+
+    Example:
+        >>> x = torch.arange(8.0).view(2, 1, 2, 2)
+        >>> y = torch.eye(2)
+        >>> boxes = torch.tensor([[0, 1, 0, 1], [0, 0, 0, 0]])  # sample 0: top-left pixel; 1: none
+        >>> xm, ym = mix_batch(x, y, lam=torch.tensor([0.75, 0.5]), index=torch.tensor([1, 0]),
+        ...                    use_cutmix=torch.tensor([True, False]), boxes=boxes)
+        >>> xm.flatten(1)
+        tensor([[4., 1., 2., 3.],
+                [2., 3., 4., 5.]])
+        >>> ym
+        tensor([[0.7500, 0.2500],
+                [0.5000, 0.5000]])
+    """
+    batch_size = x.shape[0]
+    _check_index(index, batch_size)
+    if boxes is not None and x.ndim < 3:
+        raise ConfigurationError(
+            "cutmix: the inputs need two spatial dimensions, (B, H, W) or (B, C, H, W), got shape"
+            f" {tuple(x.shape)}."
+        )
+    host_lam = _host_scalar(lam)
+    host_choice = None if use_cutmix is None else _host_scalar(use_cutmix)
+    host_box = None if boxes is None else _host_box(boxes)
+    if (
+        host_lam is not None
+        and (use_cutmix is None or host_choice is not None)
+        and (boxes is None or host_box)
+    ):
+        cut = boxes is not None and (use_cutmix is None or bool(host_choice))
+        return _mix_one(x, y_soft, index, float(host_lam), host_box if cut else None)
+
+    weights = torch.as_tensor(lam, device=x.device, dtype=None if isinstance(lam, Tensor) else torch.float64)
+    weights = weights.reshape(-1)
+    if weights.shape[0] not in (1, batch_size):
+        raise ConfigurationError(
+            f"mix: `lam` must be a number or hold 1 or {batch_size} (the batch size) values, got"
+            f" {weights.shape[0]}."
+        )
+    partner = x.index_select(0, index)
+    if boxes is None:
+        if not x.is_floating_point():
+            raise ConfigurationError(f"mixup: the inputs must be floating point, got dtype {x.dtype}.")
+        x_mixed = partner.lerp_(x, weights.to(x.dtype).view((-1,) + (1,) * (x.ndim - 1)))
+    else:
+        height, width = x.shape[-2], x.shape[-1]
+        spatial = (-1,) + (1,) * (x.ndim - 3) + (height, width)
+        box_tensor = torch.as_tensor(boxes, device=x.device).reshape(-1, 4)
+        if not x.is_floating_point():
+            if use_cutmix is not None:
+                raise ConfigurationError(f"mixup: the inputs must be floating point, got dtype {x.dtype}.")
+            inside = box_mask(box_tensor, height, width)
+            x_mixed = torch.where(inside.view(spatial), partner, x)
+        else:
+            # The own-sample weight map (G, H, W) is 1 - rows x cols inside a CutMix box and lam on
+            # mixup rows, built by one fused outer product from the boxes' row and column ranges.
+            # (A broadcast product plus an in-place add: several times faster than addcmul or where.)
+            in_rows, in_cols = _box_ranges(box_tensor, height, width, x.dtype)
+            base: Tensor | float = 1.0
+            if use_cutmix is not None:
+                choice = use_cutmix.to(device=x.device, dtype=torch.bool).reshape(-1)
+                in_rows = in_rows * choice.view(-1, 1)  # boxes count only where CutMix is chosen
+                base = torch.where(choice, 1.0, weights).to(x.dtype).view(-1, 1, 1)  # own weight outside
+            own = (in_rows.unsqueeze(-1) * in_cols.neg_().unsqueeze(-2)).add_(base)
+            x_mixed = partner.lerp_(x, own.view(spatial))
+    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, weights.view(-1, 1).to(y_soft.dtype))
+    return x_mixed, y_mixed
+
+
+def mixup(x: Tensor, y_soft: Tensor, lam: LamLike, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Mixup: ``lam * x + (1 - lam) * x[index]`` and the same for the target distributions.
+
+    ``lam`` is one number for the batch or one per sample (see :func:`mix_batch`).
+
+    Example:
+        >>> xm, ym = mixup(torch.tensor([[2.0], [4.0]]), torch.eye(2), 0.25, torch.tensor([1, 0]))
+        >>> xm.flatten().tolist(), ym[0].tolist()
+        ([3.5, 2.5], [0.25, 0.75])
+    """
+    return mix_batch(x, y_soft, lam, index)
+
+
+def cutmix(x: Tensor, y_soft: Tensor, lam: LamLike, index: Tensor, boxes: BoxesLike) -> tuple[Tensor, Tensor]:
+    """CutMix: paste ``x[index]`` inside ``boxes`` (last two dimensions); targets mixed with ``lam``.
+
+    Pass the λ of the pasted area (:func:`box_lam`) for consistent targets (what ``correct_lam``
+    does); ``lam`` and ``boxes`` hold one entry for the batch or one per sample.
+
+    Example:
+        >>> x = torch.zeros(2, 1, 4, 4)
+        >>> x[1] = 1.0
+        >>> box = torch.tensor([0, 2, 0, 2])
+        >>> xm, ym = cutmix(x, torch.eye(2), box_lam(box, 4, 4), torch.tensor([1, 0]), box)
+        >>> xm[0, 0]
+        tensor([[1., 1., 0., 0.],
+                [1., 1., 0., 0.],
+                [0., 0., 0., 0.],
+                [0., 0., 0., 0.]])
+        >>> ym[0]
+        tensor([0.7500, 0.2500])
+    """
+    return mix_batch(x, y_soft, lam, index, boxes=boxes)
+
+
+@dataclass(frozen=True)
+class MixParams:
+    """One batch's mixing draw, ready for :func:`mix_batch`.
+
+    Attributes:
+        index: ``(B,)`` partner of every sample.
+        lam: own-sample weight of the target (after CutMix's area correction), float64: ``(1,)``
+            in mode ``"batch"``, ``(B,)`` otherwise. 1 means the sample is not mixed.
+        use_cutmix: per-entry choice of CutMix when both methods are active, else ``None``.
+        boxes: ``(1 or B, 4)`` CutMix boxes when CutMix is active (empty for mixup entries), else
+            ``None``.
+    """
+
+    index: Tensor
+    lam: Tensor
+    use_cutmix: Tensor | None = None
+    boxes: Tensor | None = None
+
+
+def _draw(
+    draws: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+    *,
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    cutmix_minmax: Sequence[float] | None,
+    prob: float,
+    switch_prob: float,
+    correct_lam: bool,
+    spatial_size: tuple[int, int] | None,
+    last_alone: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``draws`` independent (λ, method, box) draws, all on ``device`` from one uniform block."""
+    use_mixup = mixup_alpha > 0.0
+    use_cut = cutmix_alpha > 0.0 or cutmix_minmax is not None
+    rows = 2 + (0 if not use_cut else 2 if cutmix_minmax is None else 4)
+    u = torch.rand((rows, draws), generator=generator, device=device, dtype=torch.float64)
+    mixed = u[0] < prob
+    if last_alone:
+        mixed[-1] = False  # the odd sample out of mode "pair" has no partner
+    choice: Tensor | None = None
+    if use_mixup and use_cut:
+        choice = u[1] < switch_prob
+        cut_alpha = torch.tensor(
+            cutmix_alpha if cutmix_minmax is None else 1.0, dtype=torch.float64, device=device
+        )
+        alpha = torch.where(choice, cut_alpha, mixup_alpha)
+        lam = _beta(alpha, generator)
+    elif use_mixup or (use_cut and cutmix_minmax is None):
+        alpha_value = mixup_alpha if use_mixup else cutmix_alpha
+        lam = _beta(torch.full((draws,), float(alpha_value), dtype=torch.float64, device=device), generator)
+    else:  # CutMix with min-max boxes only (the box sets λ), or nothing active
+        lam = torch.ones(draws, dtype=torch.float64, device=device)
+    lam = torch.where(mixed, lam, 1.0)
+    if not use_cut:
+        return lam, None, None
+    assert spatial_size is not None
+    height, width = spatial_size
+    cut = mixed if choice is None else mixed & choice
+    corners = torch.stack(_box_corners(lam, u[2:], height, width, cutmix_minmax), dim=1)  # (2, 2, G)
+    corners = corners * cut  # no box where CutMix is not applied
+    if correct_lam or cutmix_minmax is not None:
+        area = corners.diff(dim=1).prod(0).squeeze(0)
+        lam = torch.where(cut, 1.0 - area / float(height * width), lam)
+    return lam, choice, corners.flatten(0, 1).movedim(0, -1).long()
+
+
+def sample_mix_params(
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    *,
+    mode: str = "batch",
+    mixup_alpha: float = 1.0,
+    cutmix_alpha: float = 0.0,
+    cutmix_minmax: Sequence[float] | None = None,
+    prob: float = 1.0,
+    switch_prob: float = 0.5,
+    correct_lam: bool = True,
+    spatial_size: Sequence[int] | None = None,
+    device: torch.device | str | None = None,
+    host_generator: torch.Generator | None = None,
+) -> MixParams:
+    """Draw the partners, λs, methods and boxes of one batch (timm's ``Mixup`` semantics).
+
+    Mixup is active when ``mixup_alpha > 0``, CutMix when ``cutmix_alpha > 0`` or ``cutmix_minmax``
+    is given; when both are, CutMix is chosen with probability ``switch_prob``. Each draw (one for
+    the batch in mode ``"batch"``, one per pair in ``"pair"``, one per sample in ``"elem"``) mixes
+    with probability ``prob`` (else λ = 1), with λ ~ Beta(alpha, alpha) of the chosen method. A
+    CutMix box comes from :func:`cutmix_boxes`; with ``correct_lam`` (always with
+    ``cutmix_minmax``) λ becomes the pasted-area λ. Partners come from :func:`partner_index`
+    (pairs in mode ``"pair"``, where both members of a pair share λ, method and box).
+
+    The partners and the per-sample draws are made on the generator's device without reading
+    anything back. Mode ``"batch"`` makes its single draw on the host -- from ``host_generator``
+    (a CPU generator), else from ``generator`` when that is a CPU one, else from torch's global CPU
+    RNG -- so that :func:`mix_batch` applies it as a scalar and a slice, again without a device
+    synchronisation.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> p = sample_mix_params(4, g, mode="elem", mixup_alpha=1.0, cutmix_alpha=1.0, spatial_size=(8, 8))
+        >>> p.lam.shape, p.use_cutmix.shape, p.boxes.shape
+        (torch.Size([4]), torch.Size([4]), torch.Size([4, 4]))
+    """
+    if mode not in MIX_MODES:
+        raise ConfigurationError(f"sample_mix_params: `mode` must be one of {MIX_MODES}, got {mode!r}.")
+    use_cut = cutmix_alpha > 0.0 or cutmix_minmax is not None
+    size: tuple[int, int] | None = None
+    if spatial_size is not None and len(spatial_size) == 2:
+        size = (int(spatial_size[0]), int(spatial_size[1]))
+    if use_cut and size is None:
+        raise ConfigurationError(
+            f"sample_mix_params: CutMix needs the inputs' `spatial_size` (H, W), got {spatial_size!r}."
+        )
+    if generator is not None and device is None:
+        device = generator.device
+    pairs = mode == "pair"
+    index, perm = _permutation_partners(batch_size, generator, device, pairs)
+    options: dict[str, Any] = {
+        "mixup_alpha": mixup_alpha,
+        "cutmix_alpha": cutmix_alpha,
+        "cutmix_minmax": cutmix_minmax,
+        "prob": prob,
+        "switch_prob": switch_prob,
+        "correct_lam": correct_lam,
+        "spatial_size": size,
+    }
+    if mode == "batch":
+        draw_generator = host_generator
+        if draw_generator is None and (generator is None or generator.device.type == "cpu"):
+            draw_generator = generator
+        draw_device = torch.device("cpu") if draw_generator is None else draw_generator.device
+        lam, choice, boxes = _draw(1, draw_generator, draw_device, last_alone=False, **options)
+        return MixParams(index=index, lam=lam, use_cutmix=choice, boxes=boxes)
+    draws = (batch_size + 1) // 2 if pairs else batch_size
+    lam, choice, boxes = _draw(
+        draws, generator, perm.device, last_alone=pairs and batch_size % 2 == 1, **options
+    )
+    if pairs:
+        group = torch.empty_like(perm)
+        group[perm] = torch.arange(batch_size, device=perm.device) // 2
+        lam = lam[group]
+        choice = None if choice is None else choice[group]
+        boxes = None if boxes is None else boxes[group]
+    return MixParams(index=index, lam=lam, use_cutmix=choice, boxes=boxes)

@@ -1,0 +1,454 @@
+"""Pure tensor helpers for noise on parameters and gradients (no Lightning, explicit generators).
+
+:class:`FlatLayout` lays a list of tensors (the selected parameters) out in *chunks*: runs of
+consecutive tensors of one device and dtype holding at most ``chunk_numel`` elements (a tensor
+larger than that is a chunk of its own). The noise of a chunk is **one** random draw into a
+preallocated scratch buffer, viewed as tensors shaped like the chunk's members and added with one
+fused ``torch._foreach_*`` call, so the work per step is a handful of calls whatever the number of
+tensors. The scratch buffer holds one chunk, so adding and later subtracting the same noise
+(replaying the generator) needs no more memory than the largest of ``chunk_numel`` and the largest
+tensor (twice that, transiently, for per-tensor relative scaling and for Laplace draws); keeping a
+clean copy (``keep_copy=True``) adds one copy of the tensors.
+
+Draws are a function of the generators' state only: a chunk of ``n`` elements takes ``n`` values
+from its device's generator, chunks in order, so reseeding the generators and replaying gives the
+same noise bit for bit.
+
+Parameter names are selected by :func:`select_names` with shell-style globs (``fnmatch``:
+``"encoder.*"``, ``"*.bias"``) or regular expressions prefixed with ``re:`` (matched against the
+whole name).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from lit_noise._validation import fail
+from lit_noise.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_CHUNK_NUMEL",
+    "FlatLayout",
+    "Patterns",
+    "Sampler",
+    "gaussian_",
+    "laplace_",
+    "normalize_patterns",
+    "select_names",
+    "uniform_",
+]
+
+#: Patterns accepted by ``include`` / ``exclude``: one pattern, a sequence of them, or ``None``.
+Patterns = Union[str, Sequence[str], None]
+
+#: Fills a tensor in place with noise drawn from a generator (the return value is ignored).
+Sampler = Callable[[Tensor, torch.Generator], object]
+
+#: Elements per random draw by device type (CPU draws are cheap to split; GPU launches are not).
+DEFAULT_CHUNK_NUMEL: dict[str, int] = {"cpu": 1 << 18}
+_ACCELERATOR_CHUNK_NUMEL = 1 << 24
+_FULL_PRECISION = (torch.float32, torch.float64)
+_REGEX_PREFIX = "re:"
+
+
+# --------------------------------------------------------------------------------------------
+# Selection by name
+
+
+def normalize_patterns(owner: str, name: str, patterns: Patterns) -> tuple[str, ...] | None:
+    """Check ``patterns`` and return them as a tuple (``None`` stays ``None``).
+
+    A pattern is a glob (``fnmatch``; ``*`` also matches dots) or a regular expression prefixed
+    with ``re:`` that must match the whole name.
+
+    Example:
+        >>> normalize_patterns("WeightNoise", "include", "encoder.*")
+        ('encoder.*',)
+        >>> normalize_patterns("WeightNoise", "exclude", ["*.bias", "re:.*norm[0-9][.].*"])
+        ('*.bias', 're:.*norm[0-9][.].*')
+    """
+    if patterns is None:
+        return None
+    if isinstance(patterns, str):
+        items: tuple[object, ...] = (patterns,)
+    elif isinstance(patterns, Sequence) and not isinstance(patterns, (bytes, bytearray)):
+        items = tuple(patterns)
+    else:
+        raise fail(owner, name, patterns, "None, a pattern string or a sequence of pattern strings")
+    if name == "include" and not items:
+        raise fail(owner, name, patterns, "None (every trainable parameter) or a non-empty list of patterns")
+    for item in items:
+        if not isinstance(item, str) or not item or item == _REGEX_PREFIX:
+            raise fail(
+                owner, name, patterns, "non-empty pattern strings (globs, or regexes prefixed with 're:')"
+            )
+        if item.startswith(_REGEX_PREFIX):
+            try:
+                re.compile(item[len(_REGEX_PREFIX) :])
+            except re.error as err:
+                raise fail(owner, name, item, f"a valid regular expression after 're:' ({err})") from None
+    return tuple(str(item) for item in items)
+
+
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    if pattern.startswith(_REGEX_PREFIX):
+        regex = re.compile(pattern[len(_REGEX_PREFIX) :])
+        return lambda name: regex.fullmatch(name) is not None
+    return lambda name: fnmatch.fnmatchcase(name, pattern)
+
+
+def _some(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def select_names(
+    owner: str,
+    names: Sequence[str],
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[int]:
+    """Indices of the ``names`` matched by an ``include`` pattern (all if ``None``) and no ``exclude`` one.
+
+    Every pattern must match at least one name, so that a typo is an error rather than a silent
+    no-op; the error lists some of the names.
+
+    Example:
+        >>> names = ["encoder.0.weight", "encoder.0.bias", "head.weight", "head.bias"]
+        >>> select_names("WeightNoise", names, include=["encoder.*"], exclude=["*.bias"])
+        [0]
+        >>> select_names("WeightNoise", names, exclude=["re:.*[.]bias"])
+        [0, 2]
+    """
+    if not names:
+        raise ConfigurationError(f"{owner}: the model has no trainable parameter to add noise to.")
+    for arg, patterns in (("include", include), ("exclude", exclude)):
+        for pattern in patterns or ():
+            if not any(_matcher(pattern)(name) for name in names):
+                raise ConfigurationError(
+                    f"{owner}: `{arg}` pattern {pattern!r} matches no trainable parameter; patterns are"
+                    " globs on the full dotted name ('encoder.*', '*.bias') or regexes prefixed with"
+                    f" 're:'. Trainable parameters: {_some(list(names))}."
+                )
+    included = [_matcher(p) for p in include] if include is not None else None
+    excluded = [_matcher(p) for p in exclude or ()]
+    chosen = [
+        index
+        for index, name in enumerate(names)
+        if (included is None or any(m(name) for m in included)) and not any(m(name) for m in excluded)
+    ]
+    if not chosen:
+        raise ConfigurationError(
+            f"{owner}: include={list(include) if include else None} and exclude={list(exclude or ())}"
+            f" select no parameter out of: {_some(list(names))}."
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers: fill a buffer in place
+
+
+def gaussian_(out: Tensor, std: float, mean: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``out`` with ``mean + std * N(0, 1)`` draws (in place; returns ``out``).
+
+    Example:
+        >>> out = gaussian_(torch.empty(100_000), std=0.5, generator=torch.Generator().manual_seed(0))
+        >>> round(out.std().item(), 2)
+        0.5
+    """
+    return out.normal_(mean, std, generator=generator)
+
+
+def uniform_(out: Tensor, width: float, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``out`` with ``U(-width / 2, width / 2)`` draws (in place; returns ``out``).
+
+    Example:
+        >>> out = uniform_(torch.empty(1000), width=2.0, generator=torch.Generator().manual_seed(0))
+        >>> bool(out.min() >= -1.0 and out.max() < 1.0)
+        True
+    """
+    half = 0.5 * width
+    return out.uniform_(-half, half, generator=generator)
+
+
+def laplace_(out: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``out`` with ``Laplace(0, scale)`` draws by inverting the CDF of one uniform draw.
+
+    Needs one temporary tensor of ``out``'s size (the signs).
+
+    Example:
+        >>> out = laplace_(torch.empty(200_000), scale=1.0, generator=torch.Generator().manual_seed(0))
+        >>> round(out.abs().mean().item(), 1)  # E|X| = scale
+        1.0
+    """
+    out.uniform_(-1.0, 1.0, generator=generator)
+    sign = torch.sign(out)
+    tiny = torch.finfo(out.dtype).eps
+    return out.abs_().clamp_(max=1.0 - tiny).neg_().log1p_().mul_(sign).mul_(-scale)
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+
+
+@dataclass
+class _Chunk:
+    """Consecutive tensors of one device and dtype drawn together."""
+
+    indices: list[int]
+    tensors: list[Tensor]
+    noise: list[Tensor]  # views of the scratch buffer shaped like ``tensors``
+    flat: Tensor  # the scratch buffer's first ``numel`` elements
+    lengths: Tensor  # int64 numel of each tensor, on the device (segment reductions)
+    counts: Tensor  # the same as floats of the statistics dtype
+    offsets: Tensor  # int64 offset of each tensor in the flat buffer
+    clean: list[Tensor] | None  # views of the clean copy, when kept
+    clean_flat: Tensor | None
+
+
+def _views(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Consecutive pieces of ``flat`` shaped like the tensors ``like``."""
+    pieces = torch.split(flat, [t.numel() for t in like])
+    return [piece.view(t.shape) for piece, t in zip(pieces, like, strict=True)]
+
+
+def default_chunk_numel(device: torch.device) -> int:
+    """Elements per draw on ``device``: ``2**18`` on CPU, ``2**24`` on accelerators.
+
+    Example:
+        >>> default_chunk_numel(torch.device("cpu"))
+        262144
+    """
+    return DEFAULT_CHUNK_NUMEL.get(device.type, _ACCELERATOR_CHUNK_NUMEL)
+
+
+class FlatLayout:
+    """Chunked flat layout of ``tensors`` for batched draws, copies and per-tensor statistics.
+
+    Args:
+        tensors: the tensors noise goes to (parameters); zero-size tensors are not allowed.
+        chunk_numel: elements per draw (at least the largest tensor); ``None`` picks
+            :func:`default_chunk_numel` for each device.
+        keep_copy: allocate a clean copy of ``tensors`` (for :meth:`save_` / :meth:`restore_`).
+
+    Example:
+        >>> params = [torch.zeros(3, 2), torch.ones(4)]
+        >>> layout = FlatLayout(params, keep_copy=True)
+        >>> gens = {torch.device("cpu"): torch.Generator().manual_seed(0)}
+        >>> layout.save_()
+        >>> _ = layout.add_(lambda out, g: gaussian_(out, 0.1, generator=g), gens)
+        >>> bool(params[1].ne(1).all())
+        True
+        >>> layout.restore_()
+        >>> bool(params[1].eq(1).all())
+        True
+    """
+
+    def __init__(
+        self, tensors: Sequence[Tensor], chunk_numel: int | None = None, keep_copy: bool = False
+    ) -> None:
+        self.tensors = list(tensors)
+        self.keep_copy = keep_copy
+        self.chunks: list[_Chunk] = []
+        self._buffers: list[Tensor] = []
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for index, tensor in enumerate(self.tensors):
+            if tensor.numel() == 0:
+                raise ValueError(f"FlatLayout: tensor {index} has no elements.")
+            groups.setdefault((tensor.device, tensor.dtype), []).append(index)
+        for (device, dtype), indices in groups.items():
+            budget = chunk_numel if chunk_numel is not None else default_chunk_numel(device)
+            runs: list[list[int]] = [[]]
+            size = 0
+            for index in indices:
+                numel = self.tensors[index].numel()
+                if runs[-1] and size + numel > budget:
+                    runs.append([])
+                    size = 0
+                runs[-1].append(index)
+                size += numel
+            run_sizes = [sum(self.tensors[i].numel() for i in run) for run in runs]
+            scratch = torch.empty(max(run_sizes), device=device, dtype=dtype)
+            clean = torch.empty(sum(run_sizes), device=device, dtype=dtype) if keep_copy else None
+            self._buffers += [scratch] + ([clean] if clean is not None else [])
+            offset = 0
+            stats_dtype = dtype if dtype in _FULL_PRECISION else torch.float32
+            for run, numel in zip(runs, run_sizes, strict=True):
+                members = [self.tensors[i] for i in run]
+                sizes = [t.numel() for t in members]
+                flat = scratch[:numel]
+                clean_flat = clean[offset : offset + numel] if clean is not None else None
+                offset += numel
+                self.chunks.append(
+                    _Chunk(
+                        indices=run,
+                        tensors=members,
+                        noise=_views(flat, members),
+                        flat=flat,
+                        lengths=torch.tensor(sizes, device=device, dtype=torch.int64),
+                        counts=torch.tensor(sizes, device=device, dtype=stats_dtype),
+                        offsets=torch.tensor([0, *sizes[:-1]], device=device, dtype=torch.int64).cumsum(0),
+                        clean=_views(clean_flat, members) if clean_flat is not None else None,
+                        clean_flat=clean_flat,
+                    )
+                )
+        self.devices = list(dict.fromkeys(t.device for t in self.tensors))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers this layout holds (scratch, plus the clean copy if kept)."""
+        return sum(b.numel() * b.element_size() for b in self._buffers)
+
+    @torch.no_grad()
+    def save_(self) -> None:
+        """Copy the tensors into the clean copy."""
+        for chunk in self.chunks:
+            torch._foreach_copy_(self._clean(chunk), chunk.tensors)
+
+    @torch.no_grad()
+    def restore_(self) -> None:
+        """Copy the clean copy back into the tensors (bumps their version counters)."""
+        for chunk in self.chunks:
+            torch._foreach_copy_(chunk.tensors, self._clean(chunk))
+
+    @torch.no_grad()
+    def clean_copies(self) -> list[Tensor]:
+        """Clones of the clean copy, in tensor order."""
+        out: list[Tensor] = []
+        for chunk in self.chunks:
+            out += [c.clone() for c in self._clean(chunk)]
+        return self._in_order(out)
+
+    def _clean(self, chunk: _Chunk) -> list[Tensor]:
+        if chunk.clean is None:
+            raise RuntimeError("FlatLayout: built with keep_copy=False, so there is no clean copy.")
+        return chunk.clean
+
+    def _in_order(self, values: list[Tensor]) -> list[Tensor]:
+        order = [i for chunk in self.chunks for i in chunk.indices]
+        result: list[Tensor] = [torch.empty(0)] * len(order)
+        for index, value in zip(order, values, strict=True):
+            result[index] = value
+        return result
+
+    @torch.no_grad()
+    def std_(self, chunk: _Chunk) -> Tensor:
+        """Population standard deviation of each tensor of ``chunk`` (uses the scratch buffer).
+
+        Computed on data shifted by each tensor's first element, so a constant tensor gets
+        exactly 0 and a tensor whose mean dwarfs its spread loses little precision. Needs one
+        temporary chunk-sized tensor.
+        """
+        torch._foreach_copy_(chunk.noise, chunk.tensors)
+        chunk.flat.sub_(self._expand(chunk, chunk.flat[chunk.offsets]))
+        work = chunk.flat if chunk.flat.dtype in _FULL_PRECISION else chunk.flat.float()
+        s1 = torch.segment_reduce(work, "sum", lengths=chunk.lengths)
+        s2 = torch.segment_reduce(work.square_(), "sum", lengths=chunk.lengths)
+        mean = s1 / chunk.counts
+        return (s2 / chunk.counts - mean * mean).clamp_(min=0.0).sqrt_()
+
+    @torch.no_grad()
+    def add_(
+        self,
+        sample: Sampler,
+        generators: Mapping[torch.device, torch.Generator],
+        relative: bool = False,
+        targets: Sequence[Tensor | None] | None = None,
+        done: list[Tensor | None] | None = None,
+    ) -> list[Tensor | None]:
+        """Add one draw of ``sample`` per chunk to ``targets`` (default: the tensors).
+
+        With ``relative=True`` each tensor's noise is multiplied by that tensor's population
+        standard deviation (see :meth:`std_`; only for ``targets=None``). ``targets`` may hold
+        ``None`` (a parameter without a gradient): its share of the draw is skipped, so the
+        other tensors' noise does not depend on it. Appends to ``done`` (and returns it) the
+        per-tensor factors of each chunk as soon as that chunk is noisy (``None`` when not
+        relative): :meth:`sub_` needs them, and a failure half-way leaves ``done`` exact.
+        """
+        factors: list[Tensor | None] = [] if done is None else done
+        for chunk in self.chunks:
+            rel = self.std_(chunk).to(chunk.flat.dtype) if relative else None
+            self._draw(chunk, sample, generators, rel)
+            dest, noise = self._targets(chunk, targets)
+            if dest:
+                torch._foreach_add_(dest, noise)
+            factors.append(rel)
+        return factors
+
+    @torch.no_grad()
+    def sub_(
+        self,
+        sample: Sampler,
+        generators: Mapping[torch.device, torch.Generator],
+        factors: Sequence[Tensor | None],
+    ) -> None:
+        """Subtract the noise :meth:`add_` added: replay ``sample`` from generators in the same state.
+
+        Only the first ``len(factors)`` chunks are undone (those :meth:`add_` finished).
+        """
+        for chunk, rel in zip(self.chunks, factors, strict=False):
+            self._draw(chunk, sample, generators, rel)
+            torch._foreach_sub_(chunk.tensors, chunk.noise)
+
+    @torch.no_grad()
+    def replayed_clean(
+        self,
+        sample: Sampler,
+        generators: Mapping[torch.device, torch.Generator],
+        factors: Sequence[Tensor | None],
+    ) -> list[Tensor]:
+        """The tensors minus the replayed noise, as new tensors in tensor order (tensors unchanged)."""
+        out: list[Tensor] = []
+        for chunk, rel in zip(self.chunks, factors, strict=False):
+            self._draw(chunk, sample, generators, rel)
+            out += torch._foreach_sub(chunk.tensors, chunk.noise)
+        for chunk in self.chunks[len(factors) :]:
+            out += [t.detach().clone() for t in chunk.tensors]
+        return self._in_order(out)
+
+    @torch.no_grad()
+    def replace_(
+        self,
+        transform: Callable[[Tensor, torch.Generator], Tensor],
+        generators: Mapping[torch.device, torch.Generator],
+    ) -> None:
+        """Set the tensors to ``transform(clean chunk, generator)``, one call per chunk (needs the copy)."""
+        for chunk in self.chunks:
+            if chunk.clean_flat is None:
+                raise RuntimeError("FlatLayout: built with keep_copy=False, so there is no clean copy.")
+            chunk.flat.copy_(transform(chunk.clean_flat, generators[chunk.flat.device]))
+            torch._foreach_copy_(chunk.tensors, chunk.noise)
+
+    @staticmethod
+    def _expand(chunk: _Chunk, per_tensor: Tensor) -> Tensor:
+        """``per_tensor`` (one value per tensor) repeated over each tensor's elements."""
+        return per_tensor.repeat_interleave(chunk.lengths, output_size=chunk.flat.numel())
+
+    def _draw(
+        self,
+        chunk: _Chunk,
+        sample: Sampler,
+        generators: Mapping[torch.device, torch.Generator],
+        rel: Tensor | None,
+    ) -> None:
+        sample(chunk.flat, generators[chunk.flat.device])
+        if rel is not None:
+            chunk.flat.mul_(self._expand(chunk, rel))
+
+    @staticmethod
+    def _targets(chunk: _Chunk, targets: Sequence[Tensor | None] | None) -> tuple[list[Tensor], list[Tensor]]:
+        if targets is None:
+            return chunk.tensors, chunk.noise
+        picked = [targets[i] for i in chunk.indices]
+        dest = [t for t in picked if t is not None]
+        if len(dest) == len(picked):
+            return dest, chunk.noise
+        return dest, [n for t, n in zip(picked, chunk.noise, strict=True) if t is not None]

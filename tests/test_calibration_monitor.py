@@ -1,0 +1,354 @@
+"""CalibrationMonitor on the example classifier: promised keys, reference values, no side effects."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from sklearn.metrics import log_loss
+from torch import Tensor, nn
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+from lit_noise import CalibrationMonitor, ConfigurationError
+from lit_noise.callbacks.calibration_monitor import eval_forward, step_logits
+from lit_noise.examples import Classifier, DigitsDataModule
+from lit_noise.metrics import adaptive_calibration_error, brier_score, calibration_error
+
+KEYS = ("ece", "mce", "rmsce", "aece", "brier", "nll")
+MakeTrainer = Callable[..., pl.Trainer]
+
+
+class SilentClassifier(Classifier):
+    """A user model whose validation/test steps return nothing."""
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:  # type: ignore[override]
+        super().validation_step(batch, batch_idx)
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:  # type: ignore[override]
+        super().test_step(batch, batch_idx)
+
+
+class DictClassifier(Classifier):
+    """Validation step returning a dict with the logits."""
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:  # type: ignore[override]
+        return {"logits": super().validation_step(batch, batch_idx), "other": torch.zeros(1)}
+
+
+class NoisyForwardClassifier(SilentClassifier):
+    """Dropout, and a forward that draws from the global RNG even in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__(backbone="mlp")
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + 1e-3 * torch.rand_like(x)  # consumes the global RNG in any mode
+        return self.net(self.drop(x))
+
+
+def _fit(
+    make_trainer: MakeTrainer, model: pl.LightningModule, monitor: CalibrationMonitor | None, **kw: Any
+) -> pl.Trainer:
+    pl.seed_everything(7, verbose=False)
+    options: dict[str, Any] = {"max_epochs": 1, "limit_train_batches": 6}
+    options.update(kw)
+    trainer = make_trainer(callbacks=[] if monitor is None else [monitor], **options)
+    trainer.fit(model, DigitsDataModule())
+    return trainer
+
+
+def _val_logits(model: pl.LightningModule) -> tuple[Tensor, Tensor]:
+    dm = DigitsDataModule()
+    dm.setup()
+    assert dm.val_set is not None
+    x, y = dm.val_set.tensors
+    model.eval()
+    with torch.no_grad():
+        return model(x), y
+
+
+def test_logs_every_key_with_reference_values(make_trainer: MakeTrainer) -> None:
+    pl.seed_everything(0)
+    model = Classifier()
+    trainer = _fit(make_trainer, model, CalibrationMonitor(num_classes=10, n_bins=10))
+    metrics = trainer.callback_metrics
+    assert {f"val/cal/{k}" for k in KEYS} <= set(metrics)
+    logits, y = _val_logits(model)
+    for key, norm in (("ece", "l1"), ("mce", "max"), ("rmsce", "l2")):
+        expected = multiclass_calibration_error(logits, y, 10, n_bins=10, norm=norm)
+        assert float(metrics[f"val/cal/{key}"]) == pytest.approx(float(expected), abs=1e-5), key
+    assert float(metrics["val/cal/aece"]) == pytest.approx(
+        float(adaptive_calibration_error(logits, y, 10, 10)), abs=1e-6
+    )
+    probs = logits.double().softmax(1).numpy()
+    brier = ((probs - np.eye(10)[y.numpy()]) ** 2).sum(1).mean()
+    assert float(metrics["val/cal/brier"]) == pytest.approx(brier, rel=1e-5)
+    assert float(metrics["val/cal/nll"]) == pytest.approx(
+        log_loss(y.numpy(), probs, labels=list(range(10))), rel=1e-5
+    )
+    assert float(metrics["val/cal/nll"]) == pytest.approx(
+        float(metrics["val/loss"]), rel=1e-5
+    )  # NLL is the CE loss
+    assert float(metrics["val/cal/ece"]) > 0
+
+    trainer.test(model, DigitsDataModule())
+    assert {f"test/cal/{k}" for k in KEYS} <= set(trainer.callback_metrics)
+    assert float(trainer.callback_metrics["test/cal/nll"]) == pytest.approx(
+        float(trainer.callback_metrics["test/loss"]), rel=1e-5
+    )
+
+
+def test_step_returning_nothing_or_a_dict_gives_the_same_values(make_trainer: MakeTrainer) -> None:
+    values = []
+    for cls in (Classifier, SilentClassifier, DictClassifier):
+        pl.seed_everything(0)
+        trainer = _fit(make_trainer, cls(), CalibrationMonitor(num_classes=10), limit_train_batches=2)
+        values.append({k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS})
+    assert values[0] == values[1] == values[2]
+
+
+def test_own_forward_runs_under_the_trainer_precision(make_trainer: MakeTrainer) -> None:
+    values = []
+    for cls in (Classifier, SilentClassifier):  # logits from the step (autocast) vs the monitor's forward
+        pl.seed_everything(0)
+        trainer = _fit(
+            make_trainer,
+            cls(),
+            CalibrationMonitor(num_classes=10),
+            limit_train_batches=2,
+            precision="bf16-mixed",
+        )
+        values.append({k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS})
+    assert values[0] == values[1]
+
+
+def test_weights_are_identical_with_and_without_the_monitor(make_trainer: MakeTrainer) -> None:
+    states = []
+    for monitor in (None, CalibrationMonitor(num_classes=10)):
+        pl.seed_everything(3)
+        model = NoisyForwardClassifier()
+        trainer = _fit(make_trainer, model, monitor, max_epochs=2, limit_train_batches=4, limit_val_batches=3)
+        assert model.training  # the module is back in training mode after fit's last validation
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        if monitor is not None:
+            assert "val/cal/ece" in trainer.callback_metrics
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_eval_forward_restores_modes_and_rng() -> None:
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.9), nn.Sequential(nn.BatchNorm1d(4)))
+    net.train()
+    net[2].eval()  # mixed modes must come back exactly
+    x = torch.randn(8, 4)
+    state = torch.random.get_rng_state()
+    out = eval_forward(net, x)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert [m.training for m in net.modules()] == [True, True, True, False, False]
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(out, net(x))  # computed in eval mode (no dropout, running BN statistics)
+    assert not out.requires_grad
+    with pytest.raises(ConfigurationError, match="a tensor of logits"):
+        eval_forward(_TupleNet(), x)
+
+
+class _TupleNet(nn.Module):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, x
+
+
+def test_step_logits() -> None:
+    logits = torch.zeros(2, 3)
+    assert step_logits(logits) is logits
+    assert step_logits({"logits": logits}) is logits
+    assert step_logits({"loss": torch.tensor(1.0)}) is None
+    assert step_logits(None) is None
+
+
+def test_figures_and_tables_are_written_once_per_epoch(make_trainer: MakeTrainer, tmp_path: Path) -> None:
+    logger = CSVLogger(str(tmp_path / "logs"), name="run", version=0)
+    _fit(
+        make_trainer,
+        Classifier(),
+        CalibrationMonitor(num_classes=10),
+        max_epochs=2,
+        limit_train_batches=3,
+        logger=logger,
+        num_sanity_val_steps=2,
+    )
+    figures = Path(logger.log_dir) / "figures" / "val" / "cal"
+    pngs = sorted(p.name for p in (figures / "reliability").glob("*.png"))
+    assert pngs == ["epoch0000-step0000003.png", "epoch0001-step0000006.png"]  # nothing from sanity checking
+    with (figures / "reliability_table" / "epoch0001-step0000006.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sum(float(r["count"]) for r in rows) == 359  # the whole validation set
+    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows)
+    with (Path(logger.log_dir) / "metrics.csv").open() as handle:
+        logged = [r for r in csv.DictReader(handle) if r.get("val/cal/ece")]
+    assert len(logged) == 2  # one value per epoch, none from the sanity check
+
+
+def test_no_figures_when_disabled_and_only_requested_stages(
+    make_trainer: MakeTrainer, tmp_path: Path
+) -> None:
+    model = Classifier()
+    trainer = _fit(make_trainer, model, CalibrationMonitor(num_classes=10, stages=["val"], log_figures=False))
+    assert "val/cal/ece" in trainer.callback_metrics
+    trainer.test(model, DigitsDataModule())
+    assert not any(k.startswith("test/cal/") for k in trainer.callback_metrics)
+    assert not (tmp_path / "figures").exists()
+
+
+def test_multidimensional_outputs_are_flattened(make_trainer: MakeTrainer) -> None:
+    class Segmenter(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.conv(x)
+
+        def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+            return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+            pass
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 5, 5, generator=g)
+    y = (x[:, 0] * 3).long().clamp(max=2)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    model = Segmenter()
+    trainer = make_trainer(max_epochs=1, callbacks=[CalibrationMonitor(num_classes=3, n_bins=5)])
+    trainer.fit(model, loader, loader)
+    with torch.no_grad():
+        logits = model.eval()(x)
+    expected = calibration_error(logits, y, 3, 5)
+    assert float(trainer.callback_metrics["val/cal/ece"]) == pytest.approx(float(expected), abs=1e-6)
+    assert float(trainer.callback_metrics["val/cal/brier"]) == pytest.approx(
+        float(brier_score(logits, y, 3)), rel=1e-5
+    )
+
+
+def test_wrong_num_classes_fails_before_training(make_trainer: MakeTrainer) -> None:
+    pl.seed_everything(0)
+    model = Classifier()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = make_trainer(max_epochs=1, limit_train_batches=2, callbacks=[CalibrationMonitor(num_classes=7)])
+    with pytest.raises(ConfigurationError, match=r"model output has 10 classes .* `num_classes` is 7"):
+        trainer.fit(model, DigitsDataModule())
+    assert trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_missing_batch_key_is_a_clear_error(make_trainer: MakeTrainer) -> None:
+    trainer = make_trainer(
+        max_epochs=1, limit_train_batches=2, callbacks=[CalibrationMonitor(10, input_key="image")]
+    )
+    with pytest.raises(ConfigurationError, match="CalibrationMonitor"):
+        trainer.fit(SilentClassifier(), DigitsDataModule())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_classes": 10, "n_bins": 0}, "`n_bins` must be an integer >= 1, got 0"),
+        ({"num_classes": 1}, "`num_classes` must be an integer >= 2"),
+        ({"num_classes": 10, "stages": ("train",)}, "`stages` must be one of 'val', 'test', got 'train'"),
+        ({"num_classes": 10, "stages": "val"}, "`stages` must be a sequence"),
+        ({"num_classes": 10, "input_format": "softmax"}, "`input_format`"),
+        ({"num_classes": 10, "n_fine_bins": 0}, "`n_fine_bins`"),
+        ({"num_classes": 10, "target_key": True}, "`target_key`"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        CalibrationMonitor(**kwargs)
+
+
+def test_hydra_style_arguments_are_accepted() -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"num_classes": 10, "stages": ["val"], "target_key": "1"})
+    monitor = CalibrationMonitor(cfg.num_classes, stages=cfg.stages, target_key=cfg.target_key)
+    assert monitor.stages == ("val",)
+
+
+def test_wandb_logger_receives_the_reliability_diagram(make_trainer: MakeTrainer, tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path), project="lit-noise-test", offline=True)
+    try:
+        _fit(
+            make_trainer,
+            Classifier(),
+            CalibrationMonitor(num_classes=10),
+            logger=logger,
+            limit_train_batches=2,
+        )
+        run_dir = Path(logger.experiment.dir)
+    finally:
+        logger.experiment.finish()
+    images = list((run_dir / "media" / "images").rglob("*.png"))
+    assert any("reliability" in p.name for p in images)
+    tables = list((run_dir / "media" / "table").rglob("*.table.json"))
+    assert any("reliability_table" in p.name for p in tables)
+    assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metric_state_lives_on_the_module_device(make_trainer: MakeTrainer) -> None:
+    monitor = CalibrationMonitor(num_classes=10)
+    trainer = _fit(make_trainer, Classifier(), monitor, accelerator="gpu", devices=1, deterministic=False)
+    assert monitor.metrics["val"].diagram.count.device.type == "cuda"
+    assert monitor.metrics["val"].adaptive.count.device.type == "cuda"
+    assert "val/cal/ece" in trainer.callback_metrics
+
+
+@pytest.mark.slow
+def test_ddp_spawn_logs_the_value_of_the_whole_validation_set(tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    model = Classifier()
+    dm = DigitsDataModule(val_fraction=0.1)  # 180 samples: split evenly, no padding by the sampler
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=1,
+        limit_train_batches=3,
+        logger=CSVLogger(str(tmp_path / "logs"), name="run", version=0),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[CalibrationMonitor(num_classes=10, n_bins=10)],
+    )
+    trainer.fit(model, dm)
+    dm.setup()
+    assert dm.val_set is not None
+    x, y = dm.val_set.tensors
+    assert len(y) == 180
+    with torch.no_grad():
+        logits = model.eval()(x)  # the weights trained by the spawned processes
+    expected = multiclass_calibration_error(logits, y, 10, n_bins=10, norm="l1")
+    assert float(trainer.callback_metrics["val/cal/ece"]) == pytest.approx(float(expected), abs=1e-5)
+    probs = logits.double().softmax(1).numpy()
+    expected_nll = log_loss(y.numpy(), probs, labels=list(range(10)))
+    assert float(trainer.callback_metrics["val/cal/nll"]) == pytest.approx(expected_nll, rel=1e-5)
+    pngs = list(
+        (tmp_path / "logs" / "run" / "version_0" / "figures" / "val" / "cal" / "reliability").glob("*.png")
+    )
+    assert len(pngs) == 1  # written once, by rank zero

@@ -1,0 +1,249 @@
+"""GradientNoise: annealed Gaussian gradient noise, once per step, after unscaling, before clipping."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import MixedPrecision
+from torch import Tensor, nn
+
+from _param_noise_reference import (
+    Net,
+    StepRecorder,
+    assert_same_optimizer_state,
+    assert_same_weights,
+    gradient_generator,
+    make_loader,
+    reference_loop,
+)
+from lit_noise import AnnealedStd, ConfigurationError, Gaussian, GradientNoise, Linear, WeightNoise
+
+ANNEALED = AnnealedStd(eta=0.01, gamma=0.55)
+
+
+def fit(
+    make_trainer: Callable[..., pl.Trainer],
+    callbacks: list[pl.Callback],
+    model: pl.LightningModule | None = None,
+    **kw: Any,
+) -> tuple[pl.Trainer, pl.LightningModule]:
+    model = model if model is not None else Net()
+    options: dict[str, Any] = {"max_epochs": 2, "callbacks": callbacks, "limit_val_batches": 0}
+    options.update(kw)
+    trainer = make_trainer(**options)
+    trainer.fit(model, make_loader())
+    return trainer, model
+
+
+def expected_noise(seed: int, step: int, shapes: list[torch.Size], std: float) -> list[Tensor]:
+    """The documented draw of step ``step`` in epoch 0: one N(0, std) buffer over the selected parameters."""
+    g = gradient_generator(seed, 0, step)
+    flat = torch.empty(sum(s.numel() for s in shapes)).normal_(0.0, std, generator=g)
+    return [piece.view(s) for piece, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]
+
+
+# ============================================================================ constructor
+
+
+@pytest.mark.parametrize(
+    ("std", "message"),
+    [
+        (-0.1, r"GradientNoise: `std` must be a standard deviation >= 0"),
+        (Linear(start=0.1, end=-0.2, until=1.0), r"this one reaches -0.2"),
+        (True, r"`std` must be a standard deviation >= 0 or a schedule"),
+        ("0.1", r"`std` must be a standard deviation >= 0 or a schedule"),
+        (float("nan"), r"`std` must be a finite number"),
+    ],
+)
+def test_bad_std_is_refused(std: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        GradientNoise(std=std)
+
+
+def test_other_bad_arguments() -> None:
+    with pytest.raises(ConfigurationError, match=r"GradientNoise: `include` must be None"):
+        GradientNoise(0.1, include=[])
+    with pytest.raises(ConfigurationError, match=r"`chunk_size` must be an integer >= 1"):
+        GradientNoise(0.1, chunk_size=-5)
+    with pytest.raises(ConfigurationError, match=r"`scale` must be >= 0"):
+        GradientNoise(0.1, scale=-1)
+
+
+def test_pattern_matching_nothing_is_refused_at_fit_start(make_trainer: Callable[..., pl.Trainer]) -> None:
+    with pytest.raises(ConfigurationError, match=r"GradientNoise: `exclude` pattern '\*\.gamma' matches no"):
+        fit(make_trainer, [GradientNoise(0.1, exclude="*.gamma", seed=0)])
+
+
+# ============================================================================ semantics
+
+
+def test_matches_reference_loop_with_the_annealed_schedule(make_trainer: Callable[..., pl.Trainer]) -> None:
+    recorder = StepRecorder()
+    trainer, _ = fit(make_trainer, [GradientNoise(std=ANNEALED, seed=21), recorder])
+    ref = reference_loop(make_loader(), 2, grad_seed=21, grad_std=lambda t: ANNEALED.value(t))
+    assert len(recorder.steps) == len(ref.steps) == 16
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want)
+    assert_same_optimizer_state(trainer.optimizers[0], ref.optimizer)  # type: ignore[arg-type]
+    plain = reference_loop(make_loader(), 2)
+    assert not torch.allclose(plain.steps[-1]["0.weight"], ref.steps[-1]["0.weight"], atol=1e-4)
+
+
+@pytest.mark.parametrize("accumulate", [2, 3])
+def test_with_weight_noise_accumulation_and_clipping(
+    make_trainer: Callable[..., pl.Trainer], accumulate: int
+) -> None:
+    recorder = StepRecorder()
+    callbacks = [GradientNoise(std=0.02, seed=3, scale=0.5), WeightNoise(Gaussian(0.05), seed=4), recorder]
+    fit(make_trainer, callbacks, accumulate_grad_batches=accumulate, gradient_clip_val=0.5)
+    ref = reference_loop(
+        make_loader(),
+        2,
+        weight_seed=4,
+        weight_std=lambda s: 0.05,
+        grad_seed=3,
+        grad_std=lambda s: 0.01,  # std 0.02 times scale 0.5
+        accumulate=accumulate,
+        clip=0.5,
+    )
+    assert len(recorder.steps) == len(ref.steps)
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want, exact=False)
+
+
+class Wide(Net):
+    """40k weights in one layer for statistics; records gradients around the callbacks and clipping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide = nn.Linear(200, 200)
+        self.unused = nn.Parameter(torch.zeros(5))  # never gets a gradient
+        self.seen: dict[str, list[Tensor]] = {"after_callbacks": [], "clipped": []}
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch
+        h = self.wide(x.repeat(1, 25))[:, :8]
+        return F.cross_entropy(self.net(h), y)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The module's hook runs after every callback's: the gradients here carry the noise.
+        self.seen["after_callbacks"].append(self.wide.weight.grad.detach().clone())  # type: ignore[union-attr]
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.seen["clipped"].append(
+            torch.cat([p.grad.flatten() for p in self.parameters() if p.grad is not None])
+        )
+
+
+class GradProbe(pl.Callback):
+    """Placed before GradientNoise: the clean (already unscaled) gradients."""
+
+    def __init__(self) -> None:
+        self.clean: list[Tensor] = []
+        self.steps: list[int] = []
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self.clean.append(pl_module.wide.weight.grad.detach().clone())
+        self.steps.append(trainer.global_step)
+
+
+def test_variance_follows_the_annealed_schedule_once_per_step(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    probe = GradProbe()
+    model = Wide()
+    noise = GradientNoise(std=AnnealedStd(eta=0.3, gamma=0.55), include=["wide.weight", "unused"], seed=1)
+    fit(make_trainer, [probe, noise], model=model, max_epochs=1, accumulate_grad_batches=2)
+    assert probe.steps == [0, 1, 2, 3]  # 8 micro-batches, 4 optimizer steps, one draw each
+    for t, (clean, noisy) in enumerate(zip(probe.clean, model.seen["after_callbacks"], strict=True)):
+        variance = 0.3 / (1 + t) ** 0.55  # Neelakantan et al.: the variance is eta / (1 + t)^gamma
+        assert (noisy - clean).var().item() == pytest.approx(variance, rel=0.05)  # n = 40k: sd 0.7 %
+        shapes = [torch.Size([5]), clean.shape]  # named_parameters order: the root's own `unused` first
+        torch.testing.assert_close(noisy - clean, expected_noise(1, t, shapes, variance**0.5)[1])
+    assert model.unused.grad is None  # parameters without a gradient are skipped, not given one
+
+
+def test_noise_goes_in_before_clipping(make_trainer: Callable[..., pl.Trainer]) -> None:
+    probe = GradProbe()
+    model = Wide()
+    fit(
+        make_trainer,
+        [probe, GradientNoise(std=1.0, seed=2)],
+        model=model,
+        max_epochs=1,
+        limit_train_batches=3,
+        gradient_clip_val=0.5,
+    )
+    for clean, noisy, clipped in zip(
+        probe.clean, model.seen["after_callbacks"], model.seen["clipped"], strict=True
+    ):
+        assert (noisy - clean).std().item() == pytest.approx(1.0, rel=0.05)  # the full noise went in ...
+        assert clipped.norm().item() == pytest.approx(0.5, rel=1e-4)  # ... and clipping bounded the sum
+
+
+def test_noise_goes_in_after_amp_unscaling(make_trainer: Callable[..., pl.Trainer]) -> None:
+    probe = GradProbe()
+    model = Wide()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    fit(
+        make_trainer,
+        [probe, GradientNoise(std=0.1, include="wide.weight", seed=5)],
+        model=model,
+        max_epochs=1,
+        limit_train_batches=3,
+        plugins=[plugin],
+    )
+    for t, (clean, noisy) in enumerate(zip(probe.clean, model.seen["after_callbacks"], strict=True)):
+        # Unscaled gradients of a tiny problem (a scaled one would be ~1000x larger) ...
+        assert clean.abs().max().item() < 1.0
+        # ... and the noise is exactly std * N(0, 1), not divided by the loss scale afterwards.
+        torch.testing.assert_close(
+            noisy - clean, expected_noise(5, t, [clean.shape], 0.1)[0], rtol=1e-4, atol=1e-6
+        )
+
+
+def test_zero_std_draws_nothing_and_logs_the_schedule(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    recorder = StepRecorder()
+    logger = CSVLogger(tmp_path, name="log")
+    schedule = Linear(start=0.0, end=0.05, begin=2, until=6, unit="step")
+    fit(
+        make_trainer,
+        [GradientNoise(std=schedule, seed=9), recorder],
+        max_epochs=1,
+        logger=logger,
+        log_every_n_steps=1,
+    )
+    ref = reference_loop(make_loader(), 1, grad_seed=9, grad_std=lambda t: schedule.value(t))
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want)
+    plain = reference_loop(make_loader(), 1)
+    assert_same_weights(recorder.steps[1], plain.steps[1])  # steps 0 and 1 had std 0
+    with open(Path(logger.log_dir) / "metrics.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("noise/gradient/std")]
+    logged = {int(r["step"]): float(r["noise/gradient/std"]) for r in rows}
+    assert logged == pytest.approx({t: schedule.value(t) for t in range(8)})
+
+
+def test_state_holds_seed_and_scale() -> None:
+    noise = GradientNoise(0.1, seed=4, scale=0.5, name="g")
+    assert noise.state_dict() == {"seed": 4, "scale": 0.5}
+    other = GradientNoise(0.1, name="g")
+    other.load_state_dict(noise.state_dict())
+    assert (other.seed, other.scale) == (4, 0.5)
+    assert noise.state_key != GradientNoise(0.1, name="other").state_key

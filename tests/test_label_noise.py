@@ -1,0 +1,223 @@
+"""Label noise: flip rates, uniformity over the other classes, transition matrices, smoothing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+from lit_noise import (
+    ConfigurationError,
+    LabelSmoothing,
+    Linear,
+    PairFlip,
+    SoftLabels,
+    SymmetricFlip,
+    TransitionMatrix,
+)
+from lit_noise import functional as LF
+from lit_noise.schedules import Clock
+
+Z = 5.0
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_fraction(hits: torch.Tensor, p: float) -> None:
+    n = hits.numel()
+    estimate = hits.double().mean().item()
+    assert abs(estimate - p) <= Z * math.sqrt(p * (1 - p) / n) + 1e-12, (estimate, p, n)
+
+
+# --------------------------------------------------------------------------- flips
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 10, 1000])
+def test_symmetric_flip_rate_and_uniform_other_classes(num_classes: int) -> None:
+    n = 200_000
+    y = torch.randint(0, num_classes, (n,), generator=gen(1))
+    z = SymmetricFlip(p=0.3, num_classes=num_classes)(y, generator=gen())
+    assert z.dtype == torch.int64
+    assert z.shape == y.shape
+    flipped = z != y
+    assert_fraction(flipped, 0.3)
+    # Given a flip, the new class is uniform over the C - 1 other classes: the offset
+    # (z - y) mod C is uniform on 1..C-1 (chi-square goodness of fit).
+    offsets = ((z - y) % num_classes)[flipped]
+    assert offsets.min() >= 1
+    assert offsets.max() <= num_classes - 1
+    counts = torch.bincount(offsets - 1, minlength=num_classes - 1).numpy()
+    if num_classes > 2:
+        assert stats.chisquare(counts).pvalue > 1e-4
+    # ... and for each true class separately (its other classes all equally likely).
+    if num_classes == 10:
+        for k in range(num_classes):
+            new = z[flipped & (y == k)]
+            others = torch.bincount(new, minlength=num_classes)
+            assert others[k] == 0
+            assert stats.chisquare(others[torch.arange(num_classes) != k].numpy()).pvalue > 1e-4
+
+
+def test_symmetric_flip_extremes_and_dtypes() -> None:
+    y = torch.randint(0, 5, (10_000,), generator=gen(1))
+    assert torch.equal(LF.symmetric_flip(y, 0.0, 5), y)
+    assert (LF.symmetric_flip(y, 1.0, 5, gen()) != y).all()
+    for dtype in (torch.int32, torch.uint8, torch.int16):
+        labels = torch.randint(0, 200, (5000,), generator=gen(2)).to(dtype)
+        z = SymmetricFlip(p=0.5, num_classes=200)(labels, generator=gen())
+        assert z.dtype == dtype
+        assert z.long().max() < 200
+        assert z.long().min() >= 0
+        assert_fraction(z != labels, 0.5)
+
+
+def test_pair_flip() -> None:
+    n, num_classes = 100_000, 7
+    y = torch.randint(0, num_classes, (n,), generator=gen(1))
+    z = PairFlip(p=0.25, num_classes=num_classes)(y, generator=gen())
+    flipped = z != y
+    assert_fraction(flipped, 0.25)
+    assert torch.equal(z[flipped], (y[flipped] + 1) % num_classes)
+    assert torch.equal(PairFlip(p=1.0, num_classes=3)(torch.tensor([0, 1, 2])), torch.tensor([1, 2, 0]))
+
+
+def test_transition_matrix_empirical_rows() -> None:
+    matrix = [[0.7, 0.2, 0.1, 0.0], [0.0, 1.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.5, 0.5]]
+    per_class = 40_000
+    y = torch.arange(4).repeat_interleave(per_class)
+    z = TransitionMatrix(matrix)(y, generator=gen())
+    for i, row in enumerate(matrix):
+        counts = torch.bincount(z[y == i], minlength=4).double()
+        for j, p in enumerate(row):
+            if p == 0.0:
+                assert counts[j] == 0, (i, j)
+            else:
+                assert abs(counts[j].item() / per_class - p) <= Z * math.sqrt(p * (1 - p) / per_class)
+        if sum(p > 0 for p in row) > 1:
+            observed = counts[torch.tensor(row) > 0].numpy()
+            expected = [p * per_class for p in row if p > 0]
+            assert stats.chisquare(observed, expected).pvalue > 1e-4
+
+
+def test_transition_matrix_scale_interpolates_towards_identity() -> None:
+    matrix = [[0.0, 1.0], [1.0, 0.0]]
+    noise = TransitionMatrix(matrix)
+    y = torch.zeros(50_000, dtype=torch.long)
+    half = noise(y, generator=gen(), scale=0.5)  # (1 - s) I + s T: flip with probability 0.5
+    assert_fraction(half == 1, 0.5)
+    assert torch.equal(noise(y, generator=gen(), scale=0.0), y)
+    assert noise.resolve(scale=3.0) == {"scale": 1.0}
+
+
+def test_flips_scale_and_schedules() -> None:
+    noise = SymmetricFlip(p=Linear(start=0.0, end=0.4, until=1.0), num_classes=10)
+    assert noise.resolve(Clock(progress=0.5)) == {"p": pytest.approx(0.2)}
+    assert noise.resolve(Clock(progress=0.5), scale=10.0) == {"p": 1.0}
+    y = torch.randint(0, 10, (100_000,), generator=gen(1))
+    assert_fraction(noise(y, generator=gen(), clock=Clock(progress=0.25)) != y, 0.1)
+
+
+# --------------------------------------------------------------------------- smoothing
+
+
+def test_label_smoothing_rows_and_mass() -> None:
+    num_classes, eps = 5, 0.2
+    y = torch.tensor([0, 3, 4, 1])
+    smoothed = LabelSmoothing(eps=eps, num_classes=num_classes)(y)
+    assert isinstance(smoothed, SoftLabels)
+    assert torch.equal(smoothed.hard, y)
+    distribution = smoothed.soft
+    assert distribution.shape == (4, num_classes)
+    assert torch.allclose(distribution.sum(1), torch.ones(4))
+    on_class = distribution.gather(1, y[:, None]).squeeze(1)
+    assert torch.allclose(on_class, torch.full((4,), 1 - eps + eps / num_classes))
+    off_mass = distribution.sum(1) - on_class
+    assert torch.allclose(off_mass, torch.full((4,), eps * (num_classes - 1) / num_classes))
+    assert (distribution[F.one_hot(y, num_classes) == 0] == eps / num_classes).all()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.35])
+def test_label_smoothing_matches_torch_cross_entropy(eps: float) -> None:
+    logits = torch.randn(32, 7, generator=gen(1))
+    y = torch.randint(0, 7, (32,), generator=gen(2))
+    smoothed = LabelSmoothing(eps=eps, num_classes=7)(y)
+    reference = nn.CrossEntropyLoss(label_smoothing=eps)(logits, y)
+    assert torch.allclose(F.cross_entropy(logits, smoothed), reference, atol=1e-6)
+    assert torch.allclose(nn.CrossEntropyLoss()(logits, smoothed), reference, atol=1e-6)
+    probs = LabelSmoothing(eps=eps, num_classes=7, target_format="probs")(y)
+    assert type(probs) is torch.Tensor
+    assert probs.shape == (32, 7)
+    assert torch.allclose(F.cross_entropy(logits, probs), reference, atol=1e-6)
+
+
+def test_smoothing_and_flips_on_distributions() -> None:
+    mixed = torch.tensor([[0.6, 0.4, 0.0], [0.0, 0.3, 0.7]])
+    smoothed = LabelSmoothing(eps=0.3, num_classes=3)(SoftLabels(mixed))
+    assert isinstance(smoothed, SoftLabels)
+    assert torch.allclose(smoothed.soft, 0.7 * mixed + 0.1)
+    assert torch.equal(smoothed.hard, torch.tensor([0, 2]))
+    plain = LabelSmoothing(eps=0.3, num_classes=3)(mixed)  # plain probabilities stay plain
+    assert type(plain) is torch.Tensor
+    assert torch.allclose(plain, 0.7 * mixed + 0.1)
+    # A flipped sample's distribution becomes the one-hot of its new class; others keep theirs.
+    many = SoftLabels(torch.tensor([[0.6, 0.4, 0.0]]).repeat(10_000, 1))
+    flipped = SymmetricFlip(p=0.5, num_classes=3)(many, generator=gen())
+    assert isinstance(flipped, SoftLabels)
+    changed = flipped.hard != 0
+    assert_fraction(changed, 0.5)
+    assert torch.equal(flipped.soft[changed], F.one_hot(flipped.hard[changed], 3).float())
+    assert torch.equal(flipped.soft[~changed], many.soft[~changed])
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_label_noise_errors() -> None:
+    with pytest.raises(ConfigurationError, match=r"LabelSmoothing needs `num_classes`"):
+        LabelSmoothing(eps=0.1)(torch.tensor([0, 1]))
+    with pytest.raises(ConfigurationError, match=r"acts on class labels.*got dtype torch\.float32.*Gaussian"):
+        SymmetricFlip(p=0.1, num_classes=3)(torch.tensor([0.5, 1.5]))
+    with pytest.raises(ConfigurationError, match=r"got dtype torch\.bool"):
+        PairFlip(p=0.1, num_classes=2)(torch.tensor([True, False]))
+    with pytest.raises(ConfigurationError, match=r"C = `num_classes` \(3\); got shape \(2, 4\)"):
+        LabelSmoothing(eps=0.1, num_classes=3)(torch.rand(2, 4))
+    with pytest.raises(ConfigurationError, match=r"soft target has 4 classes, `num_classes` is 3"):
+        LabelSmoothing(eps=0.1, num_classes=3)(SoftLabels(torch.rand(2, 4)))
+    with pytest.raises(ConfigurationError, match=r"`p` must be >= 0 and <= 1, got 1.5"):
+        SymmetricFlip(p=1.5)
+    with pytest.raises(ConfigurationError, match=r"`eps` must be >= 0 and <= 1, got -0.1"):
+        LabelSmoothing(eps=-0.1)
+    with pytest.raises(ConfigurationError, match=r"`num_classes` must be an integer >= 2, got 1"):
+        SymmetricFlip(p=0.1, num_classes=1)
+    with pytest.raises(ConfigurationError, match=r"`target_format` must be one of 'soft_labels', 'probs'"):
+        LabelSmoothing(eps=0.1, num_classes=3, target_format="onehot")  # type: ignore[arg-type]
+    noise = SymmetricFlip(p=0.1, num_classes=3)
+    with pytest.raises(
+        ConfigurationError, match=r"`num_classes` must be the same as given to SymmetricFlip \(3\)"
+    ):
+        noise.with_num_classes(4)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "fragment"),
+    [
+        ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "square C x C"),
+        ([[0.5, 0.6], [0.0, 1.0]], "rows that each sum to 1"),
+        ([[1.5, -0.5], [0.0, 1.0]], "non-negative"),
+        ([[1.0, 0.0], [0.0]], "table of numbers"),
+        ([["a", 1.0], [0.0, 1.0]], "table of numbers"),
+        ([[1.0]], "C >= 2"),
+    ],
+)
+def test_transition_matrix_errors(matrix: list[list[float]], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match="TransitionMatrix: `matrix`") as info:
+        TransitionMatrix(matrix)
+    assert fragment in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"`num_classes` must be 2 \(the matrix's size\), got 3"):
+        TransitionMatrix([[1.0, 0.0], [0.0, 1.0]], num_classes=3)

@@ -1,0 +1,189 @@
+"""Noise layers: active in train() only, strengths driven by NoiseLayerSchedule in a Trainer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch import Tensor, nn
+
+from lit_noise import ConfigurationError, GaussianDropout, GaussianNoise, Linear, NoiseLayerSchedule, Step
+from lit_noise.examples import DigitsDataModule
+from lit_noise.schedules import Clock
+
+Z = 5.0
+
+
+def test_gaussian_noise_only_in_train_mode() -> None:
+    layer = GaussianNoise(std=0.3)
+    x = torch.zeros(100_000)
+    torch.manual_seed(0)
+    noisy = layer.train()(x)
+    assert abs(noisy.double().std().item() - 0.3) <= Z * 0.3 / math.sqrt(2 * x.numel())
+    assert layer.eval()(x) is x  # identity in eval mode
+    assert GaussianNoise(std=0.0).train()(torch.ones(3)).eq(1).all()
+
+
+def test_gaussian_dropout_multiplicative_std() -> None:
+    rate = 0.2
+    layer = GaussianDropout(rate=rate).train()
+    x = torch.full((100_000,), 2.0)
+    torch.manual_seed(0)
+    factor = (layer(x) / x).double()
+    expected = math.sqrt(rate / (1 - rate))  # Keras' GaussianDropout
+    assert abs(factor.mean().item() - 1.0) <= Z * expected / math.sqrt(x.numel())
+    assert abs(factor.std().item() - expected) <= Z * expected / math.sqrt(2 * x.numel())
+    assert layer.eval()(x) is x
+    with pytest.raises(ConfigurationError, match=r"GaussianDropout: `rate` must be >= 0 and < 1, got 1\.0"):
+        GaussianDropout(rate=1.0)
+    with pytest.raises(ConfigurationError, match="`std` must be >= 0"):
+        GaussianNoise(std=-0.1)
+    with pytest.raises(ConfigurationError, match=r"GaussianNoise: `scale` must be >= 0"):
+        GaussianNoise(std=0.1, scale=-1.0)
+
+
+def test_gradients_flow_through_the_noise() -> None:
+    x = torch.randn(8, 4, requires_grad=True)
+    GaussianNoise(std=0.5).train()(x).sum().backward()
+    assert x.grad is not None
+    assert torch.equal(x.grad, torch.ones_like(x))
+    x.grad = None
+    torch.manual_seed(1)
+    out = GaussianDropout(rate=0.3).train()(x)
+    torch.manual_seed(1)
+    factor = GaussianDropout(rate=0.3).train()(torch.ones_like(x))
+    out.sum().backward()
+    assert torch.allclose(x.grad, factor, atol=1e-6)  # multiplicative: d/dx = the noise factor
+
+
+def test_a_scheduled_layer_needs_the_callback_outside_fit() -> None:
+    layer = GaussianNoise(std=Linear(start=0.0, end=0.1, until=1.0)).train()
+    with pytest.raises(
+        ConfigurationError, match=r"add lit_noise\.NoiseLayerSchedule\(\) to the Trainer's callbacks"
+    ):
+        layer(torch.zeros(3))
+    layer.clock = Clock(progress=0.5)
+    assert layer.current() == pytest.approx({"std": 0.05, "mean": 0.0})
+    assert layer.eval()(torch.zeros(3)).eq(0).all()  # eval never needs a clock
+
+
+class NoisyNet(pl.LightningModule):
+    """Noise layers on the input and on the hidden activations; records their effect per step."""
+
+    def __init__(self, std: object, rate: object) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.input_noise = GaussianNoise(std=std)  # type: ignore[arg-type]
+        self.hidden = nn.Linear(64, 32)
+        self.dropout = GaussianDropout(rate=rate)  # type: ignore[arg-type]
+        self.head = nn.Linear(32, 10)
+        self.deltas: list[float] = []
+        self.val_identity: list[bool] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = self.flatten(x)
+        noisy = self.input_noise(flat)
+        if self.training:
+            self.deltas.append((noisy - flat).double().std().item())
+        else:
+            self.val_identity.append(noisy is flat)
+        return self.head(self.dropout(torch.relu(self.hidden(noisy))))
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def test_schedule_driven_by_the_trainer(make_trainer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    std = Linear(start=0.0, end=0.4, begin=0, until=8, unit="step")
+    rate = Step(value=0.5, milestones=[1], gamma=0.2, unit="epoch")
+    model = NoisyNet(std, rate)
+    callback = NoiseLayerSchedule(seed=0)
+    trainer = make_trainer(
+        max_epochs=2,
+        limit_train_batches=5,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
+        callbacks=[callback],
+    )
+    trainer.fit(model, DigitsDataModule(batch_size=64))
+    assert len(model.deltas) == 10
+    for step, delta in enumerate(model.deltas):
+        expected = std(Clock(step=step))
+        assert abs(delta - expected) <= Z * max(expected, 1e-9) / math.sqrt(2 * 64 * 64), (
+            step,
+            delta,
+            expected,
+        )
+    assert model.val_identity
+    assert all(model.val_identity)
+    rows = [r for r in csvs(tmp_path) if r.get("noise/layers/input_noise/std")]
+    assert [int(r["step"]) for r in rows] == list(range(10))
+    for row in rows:
+        step, epoch = int(row["step"]), int(row["epoch"])
+        assert float(row["noise/layers/input_noise/std"]) == pytest.approx(std(Clock(step=step)), abs=1e-6)
+        expected_rate = rate(Clock(epoch=epoch))
+        assert float(row["noise/layers/dropout/std"]) == pytest.approx(
+            math.sqrt(expected_rate / (1 - expected_rate)), abs=1e-6
+        )
+    assert model.input_noise.clock is None
+    assert model.input_noise.generator is None
+
+
+def csvs(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    (file,) = list(path.rglob("metrics.csv"))
+    with file.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_scheduled_layer_without_the_callback_fails_before_any_step(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    model = NoisyNet(Linear(start=0.0, end=0.4, until=1.0), 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = make_trainer(limit_train_batches=2, limit_val_batches=0)
+    with pytest.raises(
+        ConfigurationError, match=r"GaussianNoise: its strength follows a schedule.*NoiseLayerSchedule"
+    ):
+        trainer.fit(model, DigitsDataModule())
+    assert trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_layer_scales_are_checkpointed_and_callback_scale_applies(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    model = NoisyNet(0.2, 0.1)
+    model.input_noise.scale = 0.5
+    callback = NoiseLayerSchedule(seed=1, scale=2.0)
+    trainer = make_trainer(limit_train_batches=3, limit_val_batches=0, callbacks=[callback])
+    trainer.fit(model, DigitsDataModule())
+    for delta in model.deltas:  # 0.2 * layer scale 0.5 * callback scale 2.0
+        assert abs(delta - 0.2) <= Z * 0.2 / math.sqrt(2 * 64 * 64)
+    assert callback.last_values["input_noise/std"] == pytest.approx(0.2)
+    state = callback.state_dict()
+    assert state == {"seed": 1, "scale": 2.0, "layer_scales": {"input_noise": 0.5, "dropout": 1.0}}
+    # A fresh model and callback, restored from that state, get the layer scales back at train start.
+    restored_model = NoisyNet(0.2, 0.1)
+    restored = NoiseLayerSchedule()
+    restored.load_state_dict(state)
+    assert (restored.seed, restored.scale) == (1, 2.0)
+    trainer = make_trainer(limit_train_batches=1, limit_val_batches=0, callbacks=[restored])
+    trainer.fit(restored_model, DigitsDataModule())
+    assert restored_model.input_noise.scale == 0.5
+    assert restored_model.dropout.scale == 1.0
+    older = NoiseLayerSchedule(seed=4)
+    older.load_state_dict({"scale": 0.5})  # keys missing from an older checkpoint keep their defaults
+    assert (older.seed, older.scale) == (4, 0.5)
+    assert NoiseLayerSchedule(name="a").state_key != NoiseLayerSchedule(name="b").state_key

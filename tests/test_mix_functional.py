@@ -1,0 +1,431 @@
+"""lit_noise.functional.mix: exact formulas, timm's reference, distributions and invariants."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from lit_noise import SoftLabels
+from lit_noise.errors import ConfigurationError
+from lit_noise.functional import (
+    box_lam,
+    box_mask,
+    cutmix,
+    cutmix_boxes,
+    label_smoothing,
+    mix_batch,
+    mixup,
+    one_hot_smooth,
+    partner_index,
+    sample_lam,
+    sample_mix_params,
+)
+
+C = 10
+
+
+def _timm_reference() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "_timm_mixup_reference.py"
+    spec = importlib.util.spec_from_file_location("_timm_mixup_reference", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+timm = _timm_reference()
+
+
+def _seed_timm(seed: int) -> None:
+    """timm draws from NumPy's global RNG."""
+    np.random.seed(seed)  # noqa: NPY002
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch(b: int = 6, shape: tuple[int, ...] = (3, 8, 8), dtype: torch.dtype = torch.float32, seed: int = 0):
+    g = _gen(seed)
+    x = torch.rand((b, *shape), generator=g, dtype=dtype)
+    y = torch.randint(0, C, (b,), generator=g)
+    return x, y
+
+
+def _flip(b: int) -> torch.Tensor:
+    return torch.arange(b - 1, -1, -1)
+
+
+# --------------------------------------------------------------------------- exact formulas
+
+
+@pytest.mark.parametrize("lam", [0.3, "per-sample"])
+def test_mixup_is_the_textbook_convex_combination(lam) -> None:
+    x, y = _batch(7, dtype=torch.float64)
+    y_soft = one_hot_smooth(y, C, dtype=torch.float64)
+    index = partner_index(7, _gen(1))
+    weights = torch.rand(7, generator=_gen(2), dtype=torch.float64) if lam == "per-sample" else lam
+    x_mix, y_mix = mixup(x, y_soft, weights, index)
+    w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    expected_x = w.view(-1, 1, 1, 1) * x + (1 - w.view(-1, 1, 1, 1)) * x[index]
+    expected_y = w.view(-1, 1) * y_soft + (1 - w.view(-1, 1)) * y_soft[index]
+    torch.testing.assert_close(x_mix, expected_x, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(y_mix, expected_y, rtol=1e-14, atol=1e-14)
+
+
+def test_cutmix_pastes_exactly_the_partner_pixels_inside_each_box() -> None:
+    x, y = _batch(5)
+    y_soft = one_hot_smooth(y, C)
+    index = partner_index(5, _gen(1))
+    boxes = torch.tensor([[0, 4, 0, 4], [2, 8, 1, 3], [0, 0, 0, 0], [7, 8, 7, 8], [0, 8, 0, 8]])
+    lam = box_lam(boxes, 8, 8)
+    x_mix, y_mix = cutmix(x, y_soft, lam, index, boxes)
+    expected = x.clone()
+    for i, (top, bottom, left, right) in enumerate(boxes.tolist()):  # the textbook loop
+        expected[i, :, top:bottom, left:right] = x[index[i], :, top:bottom, left:right]
+    assert torch.equal(x_mix, expected)
+    torch.testing.assert_close(y_mix, lam.view(-1, 1) * y_soft + (1 - lam.view(-1, 1)) * y_soft[index])
+    assert lam.tolist() == [0.75, 1 - 12 / 64, 1.0, 1 - 1 / 64, 0.0]
+
+
+def test_per_sample_choice_equals_cutmix_and_mixup_row_by_row() -> None:
+    x, y = _batch(6)
+    y_soft = one_hot_smooth(y, C, 0.1)
+    index = partner_index(6, _gen(3))
+    lam = torch.tensor([0.2, 0.5, 1.0, 0.9, 0.75, 0.0])
+    choice = torch.tensor([True, False, True, False, True, False])
+    boxes = torch.tensor([[0, 3, 0, 8], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [4, 8, 4, 8], [0, 0, 0, 0]])
+    x_mix, y_mix = mix_batch(x, y_soft, lam, index, choice, boxes)
+    x_cut, _ = cutmix(x, y_soft, lam, index, boxes)
+    x_up, _ = mixup(x, y_soft, lam, index)
+    assert torch.equal(x_mix[choice], x_cut[choice])
+    assert torch.equal(x_mix[~choice], x_up[~choice])
+    assert torch.equal(x_mix[2], x[2])
+    assert torch.equal(x_mix[5], x[index[5]])
+    torch.testing.assert_close(y_mix, mixup(x, y_soft, lam, index)[1])
+
+
+def test_inputs_are_not_modified_and_integer_inputs_work_for_cutmix_only() -> None:
+    x, y = _batch(4)
+    y_soft = one_hot_smooth(y, C)
+    x_before, y_before = x.clone(), y_soft.clone()
+    index = partner_index(4, _gen())
+    mix_batch(
+        x, y_soft, torch.rand(4), index, torch.tensor([True, False, True, False]), torch.tensor([0, 4, 0, 4])
+    )
+    assert torch.equal(x, x_before)
+    assert torch.equal(y_soft, y_before)
+    images = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
+    out, _ = cutmix(images, y_soft, 0.75, index, torch.tensor([0, 4, 0, 4]))
+    assert out.dtype == torch.uint8
+    assert torch.equal(out[:, :, :4, :4], images[index][:, :, :4, :4])
+    with pytest.raises(ConfigurationError, match="floating point"):
+        mixup(images, y_soft, 0.5, index)
+    with pytest.raises(ConfigurationError, match="two spatial dimensions"):
+        cutmix(torch.rand(4, 5), y_soft, 0.5, index, torch.tensor([0, 1, 0, 1]))
+
+
+# --------------------------------------------------------------------------- timm's formulas
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_batch_mixup_matches_timm(smoothing: float) -> None:
+    x, y = _batch(8)
+    lam = 0.3125
+
+    class FixedMixup(timm.Mixup):
+        def _params_per_batch(self):
+            return lam, False
+
+    ref = FixedMixup(num_classes=C, label_smoothing=smoothing)
+    ref_x, ref_y = ref(x.clone(), y)
+    ours_x, ours_y = mixup(x, one_hot_smooth(y, C, smoothing), lam, _flip(8))
+    torch.testing.assert_close(ours_x, ref_x)
+    torch.testing.assert_close(ours_y, ref_y)
+
+
+@pytest.mark.parametrize("correct_lam", [True, False])
+def test_batch_cutmix_matches_timm(correct_lam: bool) -> None:
+    x, y = _batch(8, shape=(3, 13, 11))
+    lam = 0.6
+
+    class FixedCutMix(timm.Mixup):
+        def _params_per_batch(self):
+            return lam, True
+
+    ref = FixedCutMix(
+        mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=correct_lam, num_classes=C, label_smoothing=0.1
+    )
+    _seed_timm(5)
+    ref_x, ref_y = ref(x.clone(), y)
+    _seed_timm(5)
+    (top, bottom, left, right), lam_used = timm.cutmix_bbox_and_lam(x.shape, lam, correct_lam=correct_lam)
+    box = torch.tensor([int(top), int(bottom), int(left), int(right)])
+    assert box[1] > box[0]
+    assert box[3] > box[2]
+    ours_x, ours_y = cutmix(x, one_hot_smooth(y, C, 0.1), float(lam_used), _flip(8), box)
+    assert torch.equal(ours_x, ref_x)
+    torch.testing.assert_close(ours_y, ref_y)
+    if correct_lam:
+        assert math.isclose(float(lam_used), float(box_lam(box, 13, 11)), abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["elem", "pair"])
+def test_per_element_mixing_matches_timms_loop(mode: str) -> None:
+    b = 16
+    x, y = _batch(b, shape=(3, 12, 12))
+    ref = timm.Mixup(mixup_alpha=0.4, cutmix_alpha=1.0, prob=0.8, switch_prob=0.5, mode=mode, num_classes=C)
+    _seed_timm(11)
+    ref_x, ref_y = ref(x.clone(), y)
+    # Replay timm's draws in the same order to recover its per-sample parameters and boxes.
+    _seed_timm(11)
+    draws = b if mode == "elem" else b // 2
+    lam, use_cutmix = ref._params_per_elem(draws)
+    boxes = np.zeros((draws, 4), dtype=np.int64)
+    for i in range(draws):
+        if lam[i] != 1.0 and use_cutmix[i]:
+            box, lam[i] = timm.cutmix_bbox_and_lam(x[i].shape, lam[i], correct_lam=True)
+            boxes[i] = [int(v) for v in box]
+    if mode == "pair":  # the partner of i is b-1-i in both cases; a pair shares its draw
+        lam, use_cutmix, boxes = (np.concatenate((a, a[::-1])) for a in (lam, use_cutmix, boxes))
+    assert use_cutmix.any()
+    assert (~use_cutmix & (lam < 1)).any()
+    ours_x, ours_y = mix_batch(
+        x,
+        one_hot_smooth(y, C),
+        torch.from_numpy(lam.astype(np.float32)),
+        _flip(b),
+        torch.from_numpy(use_cutmix),
+        torch.from_numpy(boxes),
+    )
+    cut = torch.from_numpy(use_cutmix)
+    assert torch.equal(ours_x[cut], ref_x[cut])
+    torch.testing.assert_close(ours_x, ref_x)
+    torch.testing.assert_close(ours_y, ref_y)
+
+
+# --------------------------------------------------------------------------- CutMix boxes and λ
+
+
+def test_corrected_lam_equals_the_pasted_area_fraction() -> None:
+    b, h, w = 512, 9, 14
+    x = torch.rand(b, 3, h, w, generator=_gen(1))  # partners differ at every pixel almost surely
+    params = sample_mix_params(
+        b, _gen(2), mode="elem", mixup_alpha=0.0, cutmix_alpha=1.0, spatial_size=(h, w), correct_lam=True
+    )
+    assert params.boxes is not None
+    x_mix, _ = cutmix(x, torch.eye(C)[:1].expand(b, C), params.lam, params.index, params.boxes)
+    pasted = (x_mix != x).all(dim=1).sum(dim=(1, 2))  # pixels taken from the partner
+    assert torch.equal(params.lam, 1 - pasted.double() / (h * w))
+    assert (params.lam < 1).float().mean() > 0.9
+
+
+def test_boxes_have_side_sqrt_one_minus_lam_and_stay_inside_the_image() -> None:
+    lam = torch.rand(4000, generator=_gen(3))
+    boxes = cutmix_boxes(lam, 20, 30, _gen(4))
+    top, bottom, left, right = boxes.unbind(-1)
+    assert (top >= 0).all()
+    assert (bottom <= 20).all()
+    assert (left >= 0).all()
+    assert (right <= 30).all()
+    assert (bottom >= top).all()
+    assert (right >= left).all()
+    height = torch.floor(20 * torch.sqrt(1 - lam.double())).long()
+    width = torch.floor(30 * torch.sqrt(1 - lam.double())).long()
+    inside = (top > 0) & (bottom < 20) & (left > 0) & (right < 30)
+    assert inside.sum() > 500
+    assert torch.equal((bottom - top)[inside], height[inside])
+    assert torch.equal((right - left)[inside], width[inside])
+    assert (bottom - top <= height).all()
+    assert (right - left <= width).all()
+
+
+def test_minmax_boxes_have_sides_in_range_and_lam_is_their_area() -> None:
+    params = sample_mix_params(
+        3000, _gen(5), mode="elem", mixup_alpha=0.0, cutmix_minmax=(0.2, 0.8), spatial_size=(20, 10)
+    )
+    assert params.boxes is not None
+    top, bottom, left, right = params.boxes.unbind(-1)
+    assert set((bottom - top).unique().tolist()) == set(range(4, 16))
+    assert set((right - left).unique().tolist()) == set(range(2, 8))
+    assert (top >= 0).all()
+    assert (bottom <= 20).all()
+    assert (left >= 0).all()
+    assert (right <= 10).all()
+    assert torch.equal(params.lam, box_lam(params.boxes, 20, 10, torch.float64))
+
+
+def test_box_mask_is_the_box() -> None:
+    mask = box_mask(torch.tensor([[1, 3, 2, 5], [0, 0, 0, 4]]), 4, 6)
+    expected = torch.zeros(2, 4, 6, dtype=torch.bool)
+    expected[0, 1:3, 2:5] = True
+    assert torch.equal(mask, expected)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def test_label_smoothing_puts_exactly_the_requested_mass_off_the_true_class() -> None:
+    y = torch.randint(0, C, (50,), generator=_gen())
+    eps = 0.2
+    smooth = one_hot_smooth(y, C, eps)
+    torch.testing.assert_close(smooth.sum(1), torch.ones(50))
+    torch.testing.assert_close(smooth.gather(1, y[:, None]).squeeze(1), torch.full((50,), 1 - eps + eps / C))
+    torch.testing.assert_close(
+        1 - smooth.gather(1, y[:, None]).squeeze(1), torch.full((50,), eps * (C - 1) / C)
+    )
+    logits = torch.randn(50, C, generator=_gen(1))  # the same loss as torch's own smoothing
+    torch.testing.assert_close(
+        F.cross_entropy(logits, smooth), F.cross_entropy(logits, y, label_smoothing=eps)
+    )
+    assert torch.equal(one_hot_smooth(SoftLabels(smooth), C, 0.0), smooth)
+    torch.testing.assert_close(one_hot_smooth(smooth, C, 0.5), label_smoothing(smooth, 0.5))
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_mixed_targets_are_distributions_with_the_smoothing_mass_spread_evenly(mode: str) -> None:
+    b, eps = 301, 0.1
+    x, y = _batch(b, seed=3)
+    params = sample_mix_params(
+        b, _gen(7), mode=mode, mixup_alpha=1.0, cutmix_alpha=1.0, prob=0.7, spatial_size=(8, 8)
+    )
+    _, y_mix = mix_batch(
+        x, one_hot_smooth(y, C, eps), params.lam, params.index, params.use_cutmix, params.boxes
+    )
+    torch.testing.assert_close(y_mix.sum(1), torch.ones(b))
+    assert (y_mix >= 0).all()
+    assert (y_mix <= 1).all()
+    own, partner = y, y[params.index]
+    lam = params.lam.float().expand(b)
+    on_own = torch.where(own == partner, 1.0, lam) * (1 - eps) + eps / C
+    torch.testing.assert_close(y_mix.gather(1, own[:, None]).squeeze(1), on_own)
+    others = torch.ones(b, C, dtype=torch.bool)
+    others[torch.arange(b), own] = False
+    others[torch.arange(b), partner] = False
+    torch.testing.assert_close(y_mix[others], torch.full_like(y_mix[others], eps / C))
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 4.0])
+def test_lambda_follows_beta_alpha_alpha(alpha: float) -> None:
+    lam = sample_lam(alpha, 20_000, _gen(17))
+    result = stats.kstest(lam.double().numpy(), stats.beta(alpha, alpha).cdf)
+    assert result.pvalue > 1e-3, result
+    # Through the per-sample sampler, mixup only, prob 1: the same law.
+    params = sample_mix_params(20_000, _gen(18), mode="elem", mixup_alpha=alpha)
+    result = stats.kstest(params.lam.double().numpy(), stats.beta(alpha, alpha).cdf)
+    assert result.pvalue > 1e-3, result
+    # And a wrong law is rejected, so the check has teeth.
+    assert stats.kstest(lam.double().numpy(), stats.beta(alpha * 2, alpha * 2).cdf).pvalue < 1e-3
+
+
+def test_prob_gates_mixing_at_the_requested_rate() -> None:
+    n, p = 20_000, 0.3
+    params = sample_mix_params(n, _gen(1), mode="elem", mixup_alpha=1.0, prob=p)
+    rate = (params.lam < 1).float().mean().item()
+    assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / n)
+    pairs = sample_mix_params(n, _gen(2), mode="pair", mixup_alpha=1.0, prob=p)
+    rate = (pairs.lam < 1).float().mean().item()
+    assert abs(rate - p) < 5 * math.sqrt(p * (1 - p) / (n / 2))
+    batches = 2000
+    mixed = sum(
+        bool(sample_mix_params(4, _gen(100 + k), mode="batch", mixup_alpha=1.0, prob=p).lam.item() < 1)
+        for k in range(batches)
+    )
+    assert abs(mixed / batches - p) < 5 * math.sqrt(p * (1 - p) / batches)
+    assert (sample_mix_params(64, _gen(3), mode="elem", prob=0.0).lam == 1).all()
+
+
+def test_switch_prob_picks_cutmix_at_the_requested_rate() -> None:
+    n, p = 20_000, 0.25
+    params = sample_mix_params(
+        n, _gen(1), mode="elem", mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=p, spatial_size=(8, 8)
+    )
+    assert params.use_cutmix is not None
+    assert params.boxes is not None
+    assert abs(params.use_cutmix.float().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    mixup_rows = ~params.use_cutmix
+    assert (params.boxes[mixup_rows] == 0).all()
+    assert torch.equal(
+        params.lam[params.use_cutmix], box_lam(params.boxes, 8, 8, torch.float64)[params.use_cutmix]
+    )
+
+
+@pytest.mark.parametrize("b", [1, 2, 5, 64])
+def test_partners_are_one_random_cycle(b: int) -> None:
+    index = partner_index(b, _gen(b))
+    assert sorted(index.tolist()) == list(range(b))
+    seen, i = [], 0
+    for _ in range(b):
+        seen.append(i)
+        i = int(index[i])
+    assert i == 0
+    assert sorted(seen) == list(range(b))
+    if b > 1:
+        assert (index != torch.arange(b)).all()
+
+
+@pytest.mark.parametrize("b", [1, 2, 7, 64])
+def test_pair_mode_pairs_share_lambda_method_and_box(b: int) -> None:
+    params = sample_mix_params(
+        b, _gen(b), mode="pair", mixup_alpha=1.0, cutmix_alpha=1.0, spatial_size=(8, 8)
+    )
+    index = params.index
+    assert torch.equal(index[index], torch.arange(b))
+    alone = index == torch.arange(b)
+    assert int(alone.sum()) == b % 2
+    assert (params.lam[alone] == 1).all()
+    assert torch.equal(params.lam[index], params.lam)
+    assert params.use_cutmix is not None
+    assert params.boxes is not None
+    assert torch.equal(params.use_cutmix[index], params.use_cutmix)
+    assert torch.equal(params.boxes[index], params.boxes)
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_odd_batches_and_a_batch_of_one_work(mode: str) -> None:
+    for b in (1, 3, 9):
+        x, y = _batch(b)
+        params = sample_mix_params(
+            b, _gen(b), mode=mode, mixup_alpha=1.0, cutmix_alpha=1.0, spatial_size=(8, 8)
+        )
+        x_mix, y_mix = mix_batch(
+            x, one_hot_smooth(y, C), params.lam, params.index, params.use_cutmix, params.boxes
+        )
+        assert x_mix.shape == x.shape
+        assert y_mix.shape == (b, C)
+        if b == 1:
+            assert torch.equal(x_mix, x)
+            assert torch.equal(y_mix, one_hot_smooth(y, C))
+
+
+def test_same_generator_seed_same_draw_and_modes_are_validated() -> None:
+    def draw(seed: int):
+        return sample_mix_params(
+            32, _gen(seed), mode="elem", mixup_alpha=1.0, cutmix_alpha=1.0, spatial_size=(8, 8)
+        )
+
+    a, b, c = draw(0), draw(0), draw(1)
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("index", "lam", "use_cutmix", "boxes"))
+    assert not torch.equal(a.lam, c.lam)
+    with pytest.raises(ConfigurationError, match="mode"):
+        sample_mix_params(4, mode="rows")
+    with pytest.raises(ConfigurationError, match="spatial_size"):
+        sample_mix_params(4, cutmix_alpha=1.0)
+    with pytest.raises(ConfigurationError, match="index"):
+        mixup(torch.rand(4, 2), torch.eye(4), 0.5, torch.tensor([0, 1]))
+    with pytest.raises(ConfigurationError, match="lam"):
+        mixup(torch.rand(4, 2), torch.eye(4), torch.rand(3), torch.arange(4))

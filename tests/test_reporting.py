@@ -1,0 +1,160 @@
+"""lit_noise.reporting: files for plain loggers, W&B media for a WandbLogger, nothing off rank zero."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from lit_noise import reporting
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _figure() -> Any:
+    figure = reporting.new_figure(2, 2)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    return figure
+
+
+def _trainer(tmp_path: Path, logger: Any = False) -> pl.Trainer:
+    return pl.Trainer(
+        logger=logger,
+        default_root_dir=str(tmp_path / "root"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def test_without_logger_files_go_under_default_root_dir(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path)
+    path = reporting.log_figure(trainer, "val/cal/reliability", _figure())
+    assert path == tmp_path / "root" / "figures" / "val" / "cal" / "reliability" / "epoch0000-step0000000.png"
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    again = reporting.log_figure(trainer, "val/cal/reliability", _figure())  # same epoch and step
+    assert again is not None
+    assert again != path
+    assert again.name == "epoch0000-step0000000-1.png"
+    table = reporting.log_table(trainer, "val/cal/table", ["bin", "acc"], [[0, 0.5], [1, 0.75]])
+    assert table is not None
+    assert table.suffix == ".csv"
+    with table.open() as handle:
+        assert list(csv.reader(handle)) == [["bin", "acc"], ["0", "0.5"], ["1", "0.75"]]
+    curves = reporting.log_line_series(
+        trainer, "val/robust/acc", [1, 2, 3], {"blur": [0.9, 0.8, 0.5]}, "t", "s"
+    )
+    assert curves is not None
+    assert curves.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_unsafe_key_parts_are_sanitised(tmp_path: Path) -> None:
+    path = reporting.log_figure(_trainer(tmp_path), "../val/a b:c", _figure())
+    assert path is not None
+    assert path.relative_to(tmp_path / "root" / "figures").parts[:2] == ("val", "a_b_c")
+
+
+def test_tensor_cells_become_plain_values(tmp_path: Path) -> None:
+    import torch
+
+    path = reporting.log_table(_trainer(tmp_path), "t", ["x"], [[torch.tensor(0.25)], [torch.tensor(3)]])
+    assert path is not None
+    assert path.read_text().splitlines() == ["x", "0.25", "3"]
+
+
+def test_csv_logger_files_go_under_its_log_dir(tmp_path: Path) -> None:
+    logger = CSVLogger(str(tmp_path / "logs"), name="exp", version=3)
+    trainer = _trainer(tmp_path, logger)
+    assert reporting.output_dir(trainer) == Path(logger.log_dir) / "figures"
+    path = reporting.log_figure(trainer, "val/cal/reliability", _figure())
+    assert path is not None
+    assert path.is_relative_to(tmp_path / "logs" / "exp" / "version_3" / "figures")
+    assert reporting.wandb_logger(trainer) is None
+
+
+def test_nothing_happens_off_rank_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = _trainer(tmp_path)
+    monkeypatch.setattr(pl.Trainer, "is_global_zero", property(lambda self: False))
+    assert reporting.log_figure(trainer, "k", _figure()) is None
+    assert reporting.log_table(trainer, "k", ["a"], [[1]]) is None
+    assert reporting.log_line_series(trainer, "k", [1], {"a": [1.0]}) is None
+    reporting.define_summaries(trainer)
+    assert not (tmp_path / "root" / "figures").exists()
+
+
+def test_wandb_logger_gets_images_tables_charts_and_summaries(tmp_path: Path) -> None:
+    import wandb
+
+    logger = WandbLogger(save_dir=str(tmp_path), project="lit-noise-test", offline=True)
+    trainer = _trainer(tmp_path, logger)
+    run = logger.experiment
+    logged: list[dict[str, Any]] = []
+    defined: list[tuple[str, dict[str, Any]]] = []
+    log, define_metric = run.log, run.define_metric
+
+    def spy_log(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        logged.append(dict(data))
+        return log(data, *args, **kwargs)
+
+    def spy_define(name: str, *args: Any, **kwargs: Any) -> Any:
+        defined.append((name, kwargs))
+        return define_metric(name, *args, **kwargs)
+
+    run.log, run.define_metric = spy_log, spy_define
+    try:
+        assert reporting.log_figure(trainer, "val/cal/reliability", _figure()) is None
+        assert reporting.log_table(trainer, "val/cal/table", ["bin", "acc"], [[0, 0.5]]) is None
+        assert (
+            reporting.log_line_series(trainer, "val/robust/curves", [1, 2], {"a": [0.9, 0.5]}, "t", "sev")
+            is None
+        )
+        reporting.define_summaries(trainer)
+        media = Path(run.dir) / "media"
+    finally:
+        run.finish()
+    images = logged[0]["val/cal/reliability"]
+    assert isinstance(images[0], wandb.Image)
+    assert logged[0]["trainer/global_step"] == 0
+    assert images[0].image is not None
+    assert images[0].image.size == (200, 200)
+    table = logged[1]["val/cal/table"]
+    assert isinstance(table, wandb.Table)
+    assert table.columns == ["bin", "acc"]
+    assert table.data == [[0, 0.5]]
+    assert type(logged[2]["val/robust/curves"]).__name__ == "CustomChart"
+    assert ("val/acc", {"step_metric": "trainer/global_step", "summary": "max"}) in defined
+    assert ("val/cal/ece", {"step_metric": "trainer/global_step", "summary": "min"}) in defined
+    assert any(media.rglob("*.png"))  # W&B wrote the image into the offline run
+    assert not (tmp_path / "root" / "figures").exists()  # and no file of ours
+
+
+def test_wandb_is_not_imported_without_a_wandb_logger(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, warnings
+        warnings.simplefilter("ignore")
+        import lightning.pytorch as pl
+        from lightning.pytorch.loggers import CSVLogger
+        from lit_noise import CalibrationMonitor
+        from lit_noise.examples import Classifier, DigitsDataModule
+        trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, logger=CSVLogger({str(tmp_path)!r}),
+                             callbacks=[CalibrationMonitor(10)])
+        trainer.fit(Classifier(), DigitsDataModule())
+        assert "val/cal/ece" in trainer.callback_metrics
+        print("wandb" in sys.modules)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert any((tmp_path / "lightning_logs").rglob("figures/val/cal/reliability/*.png"))

@@ -1,0 +1,879 @@
+"""WeightNoise: exact perturb-and-restore, clean checkpoints, awkward loops, refusals, resume."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.strategies import FSDPStrategy, SingleDeviceStrategy
+from scipy import stats
+from torch import Tensor, nn
+
+from _param_noise_reference import (
+    Net,
+    StepRecorder,
+    ValNet,
+    assert_same_optimizer_state,
+    assert_same_weights,
+    make_loader,
+    reference_loop,
+    snapshot,
+)
+from lit_noise import (
+    ConfigurationError,
+    Gaussian,
+    GradientNoise,
+    LabelSmoothing,
+    Laplace,
+    Linear,
+    Mask,
+    SaltAndPepper,
+    Speckle,
+    Uniform,
+    WeightNoise,
+)
+from lit_noise.functional.params import (
+    FlatLayout,
+    gaussian_,
+    laplace_,
+    normalize_patterns,
+    select_names,
+    uniform_,
+)
+
+CPU = torch.device("cpu")
+NAMES = ["encoder.0.weight", "encoder.0.bias", "encoder.norm.weight", "head.weight", "head.bias"]
+
+
+def gens(seed: int) -> dict[torch.device, torch.Generator]:
+    return {CPU: torch.Generator().manual_seed(seed)}
+
+
+def strip(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k.removeprefix("net."): v for k, v in state.items()}
+
+
+def load_weights(path: Path | str) -> dict[str, Tensor]:
+    return strip(torch.load(path, weights_only=True)["state_dict"])
+
+
+# ============================================================================ functional layer
+
+
+def test_select_names_globs_regexes_include_exclude() -> None:
+    assert select_names("W", NAMES) == [0, 1, 2, 3, 4]
+    assert select_names("W", NAMES, include=["encoder.*"]) == [0, 1, 2]
+    assert select_names("W", NAMES, exclude=["*.bias"]) == [0, 2, 3]
+    assert select_names("W", NAMES, include=["encoder.*"], exclude=["*.bias", "*norm*"]) == [0]
+    # Regexes are full matches: "re:weight" alone matches nothing, "re:.*weight" does.
+    assert select_names("W", NAMES, include=["re:.*[.]weight"]) == [0, 2, 3]
+    assert select_names("W", NAMES, include=["re:head[.].*", "encoder.0.*"]) == [0, 1, 3, 4]
+
+
+def test_select_names_errors_list_some_names() -> None:
+    with pytest.raises(ConfigurationError, match=r"`include` pattern 'decoder\.\*' matches no") as err:
+        select_names("WeightNoise", NAMES, include=["decoder.*"])
+    assert "encoder.0.weight" in str(err.value)
+    assert "head.bias" in str(err.value)
+    with pytest.raises(ConfigurationError, match=r"`exclude` pattern 're:weight' matches no"):
+        select_names("WeightNoise", NAMES, exclude=["re:weight"])
+    with pytest.raises(ConfigurationError, match="select no parameter"):
+        select_names("WeightNoise", NAMES, include=["head.*"], exclude=["head.*"])
+    many = [f"layer{i}.weight" for i in range(30)]
+    with pytest.raises(ConfigurationError, match=r"\(30 in all\)"):
+        select_names("WeightNoise", many, include=["nothing"])
+    with pytest.raises(ConfigurationError, match="no trainable parameter"):
+        select_names("WeightNoise", [])
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        ([], "non-empty list"),
+        ([""], "non-empty pattern strings"),
+        (["re:"], "non-empty pattern strings"),
+        ([3], "non-empty pattern strings"),
+        (5, "a pattern string or a sequence"),
+        (["re:(unclosed"], "valid regular expression"),
+    ],
+)
+def test_normalize_patterns_rejects(patterns: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as err:
+        normalize_patterns("WeightNoise", "include", patterns)
+    assert "WeightNoise: `include`" in str(err.value)
+
+
+def test_normalize_patterns_accepts_any_sequence() -> None:
+    assert normalize_patterns("W", "exclude", ("*.bias",)) == ("*.bias",)
+    assert normalize_patterns("W", "exclude", []) == ()
+    assert normalize_patterns("W", "include", None) is None
+
+
+def test_samplers_follow_their_distributions() -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 50_000
+    assert stats.kstest(gaussian_(torch.empty(n), 0.3, 0.1, g).numpy(), "norm", args=(0.1, 0.3)).pvalue > 1e-3
+    assert stats.kstest(uniform_(torch.empty(n), 0.5, g).numpy(), "uniform", args=(-0.25, 0.5)).pvalue > 1e-3
+    assert stats.kstest(laplace_(torch.empty(n), 0.2, g).numpy(), "laplace", args=(0.0, 0.2)).pvalue > 1e-3
+    assert torch.isfinite(laplace_(torch.empty(n), 1.0, g)).all()
+
+
+def _tensors() -> list[Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(shape, generator=g) for shape in [(5, 3), (7,), (4, 4), (2, 3, 2), (9,)]]
+
+
+@pytest.mark.parametrize("chunk_numel", [None, 1, 16, 30])
+def test_layout_draws_one_flat_buffer_per_chunk(chunk_numel: int | None) -> None:
+    """The documented draw order: chunks of consecutive tensors, one draw each, from one generator."""
+    tensors = _tensors()
+    before = [t.clone() for t in tensors]
+    layout = FlatLayout(tensors, chunk_numel=chunk_numel)
+    sizes = [t.numel() for t in tensors]
+    layout.add_(lambda out, g: gaussian_(out, 0.5, 0.0, g), gens(7))
+    # Rebuild the chunks by hand: greedy runs of at most chunk_numel elements (a bigger tensor alone).
+    budget = chunk_numel or 1 << 18
+    runs: list[list[int]] = [[]]
+    total = 0
+    for i, size in enumerate(sizes):
+        if runs[-1] and total + size > budget:
+            runs.append([])
+            total = 0
+        runs[-1].append(i)
+        total += size
+    assert [c.indices for c in layout.chunks] == runs
+    g = torch.Generator().manual_seed(7)
+    for run in runs:
+        draw = torch.empty(sum(sizes[i] for i in run)).normal_(0.0, 0.5, generator=g)
+        for i, piece in zip(run, draw.split([sizes[i] for i in run]), strict=True):
+            assert torch.equal(tensors[i], before[i] + piece.view_as(before[i]))
+    assert layout.nbytes == 4 * max(sum(sizes[i] for i in run) for run in runs)
+
+
+def test_layout_groups_by_dtype_and_keeps_order() -> None:
+    tensors = [torch.zeros(3), torch.zeros(2, dtype=torch.float64), torch.zeros(4)]
+    layout = FlatLayout(tensors, keep_copy=True)
+    assert [c.indices for c in layout.chunks] == [[0, 2], [1]]
+    assert layout.nbytes == 2 * (7 * 4 + 2 * 8)  # scratch + clean copy per dtype
+    layout.save_()
+    layout.add_(lambda out, g: out.fill_(1.0), gens(0))
+    assert all(bool(t.eq(1).all()) for t in tensors)
+    assert [c.dtype for c in layout.clean_copies()] == [torch.float32, torch.float64, torch.float32]
+    layout.restore_()
+    assert all(bool(t.eq(0).all()) for t in tensors)
+
+
+def test_copy_restore_is_bit_identical_and_regenerate_within_bound() -> None:
+    tensors = _tensors()
+    clean = [t.clone() for t in tensors]
+    layout = FlatLayout(tensors, chunk_numel=16, keep_copy=True)
+    sample = lambda out, g: gaussian_(out, 3.0, 0.0, g)  # noqa: E731
+    layout.save_()
+    done = layout.add_(sample, gens(3))
+    noisy = [t.clone() for t in tensors]
+    layout.restore_()
+    assert all(torch.equal(a, b) for a, b in zip(tensors, clean, strict=True))
+    # Regenerate: replay and subtract; the error is at most one rounding of w + n and one of (w + n) - n.
+    layout.add_(sample, gens(3))
+    assert all(torch.equal(a, b) for a, b in zip(tensors, noisy, strict=True))
+    layout.sub_(sample, gens(3), done)
+    eps = torch.finfo(torch.float32).eps
+    worst = 0.0
+    for w, c, v in zip(tensors, clean, noisy, strict=True):
+        bound = eps * torch.maximum(c.abs(), v.abs())
+        assert bool(((w - c).abs() <= bound).all())
+        worst = max(worst, float((w - c).abs().max()))
+    assert worst > 0.0  # rounding does show: regenerate is not exact, the bound is what holds
+
+
+def test_restore_before_backward_raises() -> None:
+    """Restoring bumps the version counter, so a premature restore cannot silently use wrong weights."""
+    w = nn.Parameter(torch.randn(4))
+    layout = FlatLayout([w], keep_copy=True)
+    layout.save_()
+    with torch.no_grad():
+        layout.add_(lambda out, g: gaussian_(out, 1.0, 0.0, g), gens(0))
+    loss = (w * w).sum()
+    with torch.no_grad():
+        layout.restore_()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_relative_std_is_population_std_and_zero_for_constant_tensors() -> None:
+    g = torch.Generator().manual_seed(0)
+    tensors = [
+        torch.randn(50, 20, generator=g),
+        1000.0 + 0.01 * torch.randn(400, generator=g),  # mean dwarfs the spread
+        torch.full((30,), 0.1),  # constant, not exactly representable
+        torch.zeros(8),  # zero-initialised bias
+        torch.tensor([2.5]),  # single element
+        torch.randn((), generator=g),  # 0-d
+    ]
+    layout = FlatLayout(tensors)
+    std = layout.std_(layout.chunks[0])
+    want = torch.stack([t.double().std(correction=0) for t in tensors])
+    torch.testing.assert_close(std, want.to(std.dtype), rtol=1e-4, atol=1e-7)
+    assert (
+        std[2:].eq(0).all()
+    )  # exactly zero (torch.std gives 7e-9 for the 0.1s): constant tensors get no noise
+
+
+def test_relative_noise_is_scaled_by_each_tensors_std() -> None:
+    g = torch.Generator().manual_seed(0)
+    tensors = [
+        3.0 * torch.randn(200, 100, generator=g),
+        0.1 * torch.randn(300, 100, generator=g),
+        torch.ones(64),
+    ]
+    clean = [t.clone() for t in tensors]
+    layout = FlatLayout(tensors)
+    layout.add_(lambda out, gen: gaussian_(out, 0.05, 0.0, gen), gens(1), relative=True)
+    for t, c in zip(tensors[:2], clean[:2], strict=True):
+        ratio = ((t - c).std() / (0.05 * c.std(correction=0))).item()
+        assert abs(ratio - 1.0) < 0.03  # n = 20k..30k: the std estimate is good to < 1 %
+    assert torch.equal(tensors[2], clean[2])  # zero variance: no noise
+
+
+def test_targets_with_missing_gradients_keep_the_others_noise() -> None:
+    tensors = _tensors()
+    layout = FlatLayout(tensors, chunk_numel=20)
+    full = [torch.zeros_like(t) for t in tensors]
+    partial: list[Tensor | None] = [torch.zeros_like(t) for t in tensors]
+    partial[1] = partial[3] = None
+    sample = lambda out, g: gaussian_(out, 1.0, 0.0, g)  # noqa: E731
+    layout.add_(sample, gens(5), targets=full)
+    layout.add_(sample, gens(5), targets=partial)
+    for i in (0, 2, 4):
+        assert torch.equal(full[i], partial[i])  # type: ignore[arg-type]
+
+
+# ============================================================================ constructor checks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"restore": "swap"}, r"`restore` must be one of 'copy', 'regenerate', got 'swap'"),
+        ({"relative": 1}, r"`relative` must be True or False"),
+        ({"include": "decoder.*["}, None),  # a glob with an unclosed set is still a valid glob
+        ({"include": ["re:("]}, "valid regular expression"),
+        ({"chunk_size": 0}, r"`chunk_size` must be an integer >= 1"),
+        ({"closure_optimizers": "LBFGS"}, "sequence of optimizer class names"),
+        ({"closure_optimizers": [""]}, "non-empty class name"),
+        ({"scale": -1.0}, r"`scale` must be >= 0"),
+        ({"seed": -3}, r"`seed` must be an integer >= 0"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], message: str | None) -> None:
+    if message is None:
+        WeightNoise(Gaussian(0.1), **kwargs)
+        return
+    with pytest.raises(ConfigurationError, match=message):
+        WeightNoise(Gaussian(0.1), **kwargs)
+
+
+@pytest.mark.parametrize("noise", [SaltAndPepper(0.1), LabelSmoothing(0.1), "gaussian", None])
+def test_unsupported_noise_is_refused(noise: Any) -> None:
+    with pytest.raises(ConfigurationError, match="`noise` must be Gaussian, Uniform or Laplace"):
+        WeightNoise(noise)
+
+
+def test_negative_std_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"`std` must be >= 0"):
+        WeightNoise(Gaussian(std=-0.1))
+    with pytest.raises(ConfigurationError, match=r"`std` must be >= 0"):
+        WeightNoise(Gaussian(std=Linear(start=0.1, end=-0.1, until=1.0)))
+
+
+@pytest.mark.parametrize(
+    ("noise", "kwargs"), [(Speckle(0.1), {"relative": True}), (Mask(0.1), {"restore": "regenerate"})]
+)
+def test_non_additive_noise_needs_copy_and_absolute(noise: Any, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="an additive noise"):
+        WeightNoise(noise, **kwargs)
+
+
+# ============================================================================ training
+
+
+def fit(
+    make_trainer: Callable[..., pl.Trainer],
+    callbacks: list[pl.Callback],
+    model: pl.LightningModule | None = None,
+    val: bool = False,
+    **trainer_kwargs: Any,
+) -> tuple[pl.Trainer, pl.LightningModule]:
+    model = model if model is not None else (ValNet() if val else Net())
+    options: dict[str, Any] = {"max_epochs": 2, "callbacks": callbacks, "limit_val_batches": 2 if val else 0}
+    options.update(trainer_kwargs)
+    trainer = make_trainer(**options)
+    trainer.fit(model, make_loader(), make_loader(batch_size=16) if val else None)
+    return trainer, model
+
+
+STD = Linear(start=0.05, end=0.01, until=10, unit="step")  # scheduled: checks the clock too
+
+
+def std_at(step: int) -> float:
+    return STD.value(step)
+
+
+@pytest.mark.parametrize(("restore", "relative"), [("copy", False), ("regenerate", False), ("copy", True)])
+def test_matches_hand_written_reference_loop(
+    make_trainer: Callable[..., pl.Trainer], restore: str, relative: bool
+) -> None:
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=STD), relative=relative, restore=restore, seed=11)  # type: ignore[arg-type]
+    trainer, _ = fit(make_trainer, [noise, recorder])
+    ref = reference_loop(make_loader(), 2, weight_seed=11, weight_std=std_at, relative=relative)
+    assert len(recorder.steps) == len(ref.steps) == 16
+    exact = restore == "copy" and not relative
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want, exact=exact)
+    assert_same_optimizer_state(trainer.optimizers[0], ref.optimizer)  # type: ignore[arg-type]
+    # ... and the noise mattered: a noiseless run ends elsewhere.
+    plain = reference_loop(make_loader(), 2)
+    assert not torch.allclose(plain.steps[-1]["0.weight"], ref.steps[-1]["0.weight"], atol=1e-4)
+
+
+@pytest.mark.parametrize("accumulate", [2, 3])
+def test_gradient_accumulation_never_stacks_noise(
+    make_trainer: Callable[..., pl.Trainer], accumulate: int
+) -> None:
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=0.05), seed=5)
+    fit(make_trainer, [noise, recorder], accumulate_grad_batches=accumulate)
+    ref = reference_loop(make_loader(), 2, weight_seed=5, weight_std=lambda s: 0.05, accumulate=accumulate)
+    assert len(recorder.steps) == len(ref.steps) == 2 * math.ceil(8 / accumulate)
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want, exact=False)
+
+
+class Probe(pl.Callback):
+    """Records weights and gradients at hooks; placed before or after WeightNoise in the list."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, list[dict[str, Tensor]]] = {}
+
+    def _keep(self, hook: str, module: pl.LightningModule, grads: bool = False) -> None:
+        pairs = [(n, p.grad if grads else p) for n, p in module.named_parameters()]
+        values = {n: v.detach().clone() for n, v in pairs if v is not None}
+        self.at.setdefault(hook, []).append(values)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._keep("batch_start", pl_module)
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._keep("after_backward", pl_module)
+        self._keep("grad", pl_module, grads=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._keep("batch_end", pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._keep("epoch_end", pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._keep("validation_start", pl_module)
+
+
+class Quadratic(Net):
+    """Loss 0.5 * ||w||^2 of the first layer's weight: its gradient is the weight itself."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return 0.5 * self.net[0].weight.pow(2).sum() + 0.0 * self.net[2].weight.sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+def test_gradient_is_taken_at_the_noisy_point_and_restore_is_exact(
+    make_trainer: Callable[..., pl.Trainer], restore: str
+) -> None:
+    before, after = Probe(), Probe()
+    noise = WeightNoise(Gaussian(std=0.5), include="net.0.weight", restore=restore, seed=2)  # type: ignore[arg-type]
+    fit(make_trainer, [before, noise, after], model=Quadratic(), max_epochs=1, limit_train_batches=3)
+    for i in range(3):
+        clean = before.at["batch_start"][i]["net.0.weight"]
+        noisy = after.at["batch_start"][i]["net.0.weight"]
+        grad = after.at["grad"][i]["net.0.weight"]
+        restored = after.at["after_backward"][i]["net.0.weight"]
+        assert (noisy - clean).std().item() == pytest.approx(0.5, rel=0.25)  # 128 draws
+        assert torch.equal(grad, noisy)  # d/dw 0.5||w||^2 = w, at the noisy w
+        assert not torch.allclose(grad, clean, atol=0.1)
+        if restore == "copy":
+            assert torch.equal(restored, clean)
+        else:
+            bound = torch.finfo(torch.float32).eps * torch.maximum(clean.abs(), noisy.abs())
+            assert bool(((restored - clean).abs() <= bound).all())
+        # Excluded parameters are untouched.
+        assert torch.equal(
+            after.at["batch_start"][i]["net.2.weight"], before.at["batch_start"][i]["net.2.weight"]
+        )
+    # The step applied the noisy-point gradient to the clean weight (SGD, lr 0.1).
+    c0, n0 = before.at["batch_start"][0]["net.0.weight"], after.at["batch_start"][0]["net.0.weight"]
+    torch.testing.assert_close(before.at["batch_start"][1]["net.0.weight"], c0 - 0.1 * n0)
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+@pytest.mark.parametrize(
+    ("noise", "distribution"),
+    [
+        (Gaussian(std=0.3), ("norm", (0.0, 0.3))),
+        (Uniform(width=0.6), ("uniform", (-0.3, 0.6))),
+        (Laplace(scale=0.2), ("laplace", (0.0, 0.2))),
+    ],
+)
+def test_each_additive_noise_and_restore_mode(
+    make_trainer: Callable[..., pl.Trainer],
+    noise: Any,
+    distribution: tuple[str, tuple[float, float]],
+    restore: str,
+) -> None:
+    before, after = Probe(), Probe()
+    cb = WeightNoise(noise, restore=restore, seed=1)  # type: ignore[arg-type]
+    fit(make_trainer, [before, cb, after], max_epochs=1, limit_train_batches=4)
+    eps = torch.finfo(torch.float32).eps
+    deltas = []
+    for i in range(4):
+        for name, clean in before.at["batch_start"][i].items():
+            noisy, restored = after.at["batch_start"][i][name], after.at["after_backward"][i][name]
+            deltas.append((noisy - clean).flatten())
+            if restore == "copy":
+                assert torch.equal(restored, clean)
+            else:
+                assert bool(((restored - clean).abs() <= eps * torch.maximum(clean.abs(), noisy.abs())).all())
+    sample = torch.cat(deltas).double().numpy()  # 4 x 195 draws
+    name, args = distribution
+    assert stats.kstest(sample, name, args=args).pvalue > 1e-3
+
+
+def test_zero_strength_steps_leave_weights_alone(make_trainer: Callable[..., pl.Trainer]) -> None:
+    before, after = Probe(), Probe()
+    std = Linear(start=0.0, end=0.1, begin=2, until=4, unit="step")  # 0 at steps 0, 1, 2
+    noise = WeightNoise(Gaussian(std=std), seed=0)
+    fit(make_trainer, [before, noise, after], max_epochs=1, limit_train_batches=4)
+    for i in range(3):
+        assert_same_weights(after.at["batch_start"][i], before.at["batch_start"][i])
+    assert not torch.equal(
+        after.at["batch_start"][3]["net.0.weight"], before.at["batch_start"][3]["net.0.weight"]
+    )
+    assert noise.last_values == {"std": pytest.approx(0.05), "mean": 0.0}
+
+
+def test_buffers_are_never_touched(make_trainer: Callable[..., pl.Trainer]) -> None:
+    class WithNorm(Net):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.BatchNorm1d(8)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+            x, y = batch
+            return F.cross_entropy(self.net(self.norm(x)), y)
+
+    model = WithNorm()
+    seen: list[Tensor] = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *a: Any) -> None:
+            seen.append(pl_module.norm.running_mean.clone())
+
+    noise = WeightNoise(Gaussian(std=1.0), seed=0)
+    fit(make_trainer, [noise, Spy()], model=model, max_epochs=1, limit_train_batches=2)
+    assert torch.equal(seen[0], torch.zeros(8))  # a perturbed buffer would not be zero here
+
+
+def test_relative_leaves_zero_variance_tensors_clean(make_trainer: Callable[..., pl.Trainer]) -> None:
+    model = Net()
+    with torch.no_grad():
+        model.net[0].bias.fill_(0.25)  # constant tensor: zero variance
+    before, after = Probe(), Probe()
+    noise = WeightNoise(Gaussian(std=0.1), relative=True, seed=0)
+    fit(make_trainer, [before, noise, after], model=model, max_epochs=1, limit_train_batches=1)
+    b, a = before.at["batch_start"][0], after.at["batch_start"][0]
+    assert torch.equal(a["net.0.bias"], b["net.0.bias"])  # defined: no noise
+    spread = b["net.0.weight"].std(correction=0)
+    assert (a["net.0.weight"] - b["net.0.weight"]).std().item() == pytest.approx(
+        0.1 * spread.item(), rel=0.25
+    )
+
+
+@pytest.mark.parametrize(("noise", "check"), [(Mask(p=0.5), "zeros"), (Speckle(std=0.2), "relative")])
+def test_dropconnect_and_speckle_with_copy(
+    make_trainer: Callable[..., pl.Trainer], noise: Any, check: str
+) -> None:
+    before, after = Probe(), Probe()
+    cb = WeightNoise(noise, include="net.0.weight", seed=0)
+    fit(make_trainer, [before, cb, after], max_epochs=1, limit_train_batches=2)
+    clean, noisy = before.at["batch_start"][0]["net.0.weight"], after.at["batch_start"][0]["net.0.weight"]
+    if check == "zeros":
+        assert noisy.eq(0).float().mean().item() == pytest.approx(0.5, abs=0.15)
+        kept = noisy.ne(0)
+        assert torch.equal(noisy[kept], clean[kept])
+    else:
+        assert ((noisy / clean) - 1).std().item() == pytest.approx(0.2, rel=0.3)
+    assert torch.equal(after.at["after_backward"][0]["net.0.weight"], clean)
+
+
+# ---------------------------------------------------------------------------- clean checkpoints
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+def test_step_and_epoch_checkpoints_hold_clean_weights(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path, restore: str
+) -> None:
+    steps = ModelCheckpoint(
+        dirpath=tmp_path / "steps", filename="{step}", every_n_train_steps=3, save_top_k=-1
+    )
+    epochs = ModelCheckpoint(
+        dirpath=tmp_path / "epochs",
+        filename="{epoch}",
+        every_n_epochs=1,
+        save_top_k=-1,
+        save_on_train_epoch_end=True,
+    )
+    noise = WeightNoise(Gaussian(std=0.05), restore=restore, seed=3)  # type: ignore[arg-type]
+    fit(make_trainer, [steps, noise, epochs], enable_checkpointing=True)
+    ref = reference_loop(make_loader(), 2, weight_seed=3, weight_std=lambda s: 0.05)
+    exact = restore == "copy"
+    for step in (3, 6, 9, 12, 15):
+        assert_same_weights(
+            load_weights(tmp_path / "steps" / f"step={step}.ckpt"), ref.steps[step - 1], exact
+        )
+    for epoch in (0, 1):
+        assert_same_weights(
+            load_weights(tmp_path / "epochs" / f"epoch={epoch}.ckpt"), ref.steps[8 * epoch + 7], exact
+        )
+
+
+def test_validation_checkpoints_and_validation_see_clean_weights(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    ckpt = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt",
+        filename="{step}",
+        monitor="val_loss",
+        save_top_k=-1,
+        save_on_train_epoch_end=False,
+    )
+    probe = Probe()
+    noise = WeightNoise(Gaussian(std=0.05), seed=4)
+    fit(make_trainer, [noise, probe, ckpt], val=True, val_check_interval=4, enable_checkpointing=True)
+    ref = reference_loop(make_loader(), 2, weight_seed=4, weight_std=lambda s: 0.05)
+    for step in (4, 8, 12, 16):
+        assert_same_weights(load_weights(tmp_path / "ckpt" / f"step={step}.ckpt"), ref.steps[step - 1])
+    # The sanity check plus 4 validation passes started at clean weights.
+    starts = probe.at["validation_start"]
+    assert len(starts) == 5
+    for start, step in zip(starts[1:], (4, 8, 12, 16), strict=True):
+        assert_same_weights(strip(start), ref.steps[step - 1])
+
+
+class SavesInsideTrainingStep(Net):
+    """Saves a checkpoint from inside training_step, while the weights are noisy."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        if self.global_step == 2:
+            self.trainer.save_checkpoint(self.path)
+        return super().training_step(batch, batch_idx)
+
+
+class TiedSaves(SavesInsideTrainingStep):
+    """Ties a second head's weight to ``net.2.weight``: the state_dict holds it under two names."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.tied = nn.Linear(16, 3)
+        self.tied.weight = self.net[2].weight
+
+
+def test_checkpoint_saved_while_noisy_cleans_every_alias(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    path = tmp_path / "inside.ckpt"
+    before = Probe()
+    fit(make_trainer, [before, WeightNoise(Gaussian(std=0.05), seed=6)], model=TiedSaves(path), max_epochs=1)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    clean = before.at["batch_start"][2]["net.2.weight"]
+    assert torch.equal(saved["net.2.weight"], clean)
+    assert torch.equal(saved["tied.weight"], clean)
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+def test_checkpoint_saved_while_noisy_gets_clean_weights(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path, restore: str
+) -> None:
+    path = tmp_path / "inside.ckpt"
+    before, after = Probe(), Probe()
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=0.05), restore=restore, seed=6)  # type: ignore[arg-type]
+    fit(make_trainer, [before, noise, after, recorder], model=SavesInsideTrainingStep(path), max_epochs=1)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    clean = before.at["batch_start"][2]
+    assert not torch.equal(after.at["batch_start"][2]["net.0.weight"], clean["net.0.weight"])  # noisy then
+    for name in clean:
+        if restore == "copy":
+            assert torch.equal(saved[name], clean[name])
+        else:
+            torch.testing.assert_close(saved[name], clean[name], rtol=0.0, atol=1e-6)
+    # Saving did not disturb training: it still equals the reference run.
+    ref = reference_loop(make_loader(), 1, weight_seed=6, weight_std=lambda s: 0.05)
+    assert_same_weights(recorder.steps[-1], ref.steps[-1], exact=restore == "copy")
+
+
+# Lightning turns ckpt_path=None into "last" whenever an OnExceptionCheckpoint is present, and says so.
+@pytest.mark.filterwarnings("ignore:.*was called without a model.*:UserWarning")
+@pytest.mark.filterwarnings("ignore:.*there is no last checkpoint available.*:UserWarning")
+def test_exception_in_training_step_leaves_clean_weights(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    on_exception = OnExceptionCheckpoint(dirpath=tmp_path / "ckpt", filename="crash")
+    model = Net(raise_at=(1, 3))  # after 8 + 3 steps, inside the 12th batch (noisy by then)
+    noise = WeightNoise(Gaussian(std=0.05), seed=8)
+    with pytest.raises(RuntimeError, match="boom inside training_step"):
+        fit(make_trainer, [noise, on_exception], model=model, enable_checkpointing=True)
+    assert not noise.is_noisy
+    ref = reference_loop(make_loader(), 2, weight_seed=8, weight_std=lambda s: 0.05)
+    want = ref.steps[10]
+    assert_same_weights(strip(snapshot(model)), want)
+    assert_same_weights(load_weights(tmp_path / "ckpt" / "crash.ckpt"), want)
+
+
+# ---------------------------------------------------------------------------- awkward loops
+
+
+def test_module_returning_minus_one_ends_the_epoch_clean(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    ckpt = ModelCheckpoint(
+        dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=True
+    )
+    probe = Probe()
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=0.05), seed=9)
+    _, model = fit(
+        make_trainer, [noise, probe, recorder, ckpt], model=Net(stop_at=3), enable_checkpointing=True
+    )
+    # WeightNoise perturbed batch 3 before the module said -1; the epoch then ended with no backward.
+    ref = reference_loop(make_loader(), 2, weight_seed=9, weight_std=lambda s: 0.05, stop_at=3)
+    assert len(recorder.steps) == len(ref.steps) == 6
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want)
+    for epoch in (0, 1):
+        assert_same_weights(strip(probe.at["epoch_end"][epoch]), ref.steps[3 * epoch + 2])
+        assert_same_weights(load_weights(tmp_path / "ckpt" / f"epoch={epoch}.ckpt"), ref.steps[3 * epoch + 2])
+    assert_same_weights(strip(snapshot(model)), ref.steps[-1])
+
+
+@pytest.mark.filterwarnings("ignore:.*`training_step` returned `None`.*:UserWarning")
+@pytest.mark.parametrize(("accumulate", "none_at"), [(1, (1, 5)), (2, (0, 3))])
+def test_training_step_returning_none(
+    make_trainer: Callable[..., pl.Trainer], accumulate: int, none_at: tuple[int, ...]
+) -> None:
+    before, after = Probe(), Probe()
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=0.05), seed=10)
+    model = Net(optimizer="sgd", none_at=none_at)
+    fit(make_trainer, [before, noise, after, recorder], model=model, accumulate_grad_batches=accumulate)
+    ref = reference_loop(
+        make_loader(),
+        2,
+        optimizer="sgd",
+        weight_seed=10,
+        weight_std=lambda s: 0.05,
+        accumulate=accumulate,
+        none_at=none_at,
+    )
+    assert len(recorder.steps) == len(ref.steps)
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want)
+    # No backward ran for those batches, yet the weights were clean at every batch end for the
+    # callbacks after WeightNoise, and for those before it too when the batch stepped (restored in
+    # on_before_optimizer_step); the noise had been applied.
+    for batch in range(16):
+        clean = strip(before.at["batch_start"][batch])
+        want = ref.batch_end[batch]
+        assert_same_weights(strip(after.at["batch_end"][batch]), want)
+        stepped = (batch % 8 + 1) % accumulate == 0
+        if stepped:
+            assert_same_weights(strip(before.at["batch_end"][batch]), want)
+        if batch % 8 in none_at:
+            assert not torch.equal(after.at["batch_start"][batch]["net.0.weight"], clean["0.weight"])
+            if stepped and accumulate == 1:
+                assert_same_weights(want, clean)  # SGD step without a gradient
+
+
+def test_gradient_clipping_applies_to_the_noisy_point_gradient(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    recorder = StepRecorder()
+    noise = WeightNoise(Gaussian(std=0.2), seed=12)
+    fit(make_trainer, [noise, recorder], gradient_clip_val=0.05)
+    ref = reference_loop(make_loader(), 2, weight_seed=12, weight_std=lambda s: 0.2, clip=0.05)
+    unclipped = reference_loop(make_loader(), 2, weight_seed=12, weight_std=lambda s: 0.2)
+    for got, want in zip(recorder.steps, ref.steps, strict=True):
+        assert_same_weights(got, want, exact=False)
+    assert not torch.allclose(ref.steps[-1]["0.weight"], unclipped.steps[-1]["0.weight"], atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def _unchanged(model: pl.LightningModule, before: dict[str, Tensor]) -> None:
+    assert_same_weights(snapshot(model), before)
+
+
+class Manual(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt = self.optimizers()
+        loss = super().training_step(batch, batch_idx)
+        opt.zero_grad()  # type: ignore[union-attr]
+        self.manual_backward(loss)
+        opt.step()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("callback", [WeightNoise(Gaussian(0.1), seed=0), GradientNoise(0.1, seed=0)])
+def test_manual_optimisation_is_refused_before_weights_change(
+    make_trainer: Callable[..., pl.Trainer], callback: pl.Callback
+) -> None:
+    model = Manual()
+    before = snapshot(model)
+    with pytest.raises(ConfigurationError, match="does not support manual optimisation"):
+        fit(make_trainer, [callback], model=model)
+    _unchanged(model, before)
+
+
+class FSDPStrategyStub(SingleDeviceStrategy):
+    """Stands in for FSDP, which Lightning allows only on GPUs; the check reads the class name."""
+
+
+class DeepSpeedStrategyStub(SingleDeviceStrategy):
+    """Stands in for DeepSpeed (not installed here)."""
+
+
+@pytest.mark.parametrize("strategy", [FSDPStrategyStub, DeepSpeedStrategyStub])
+@pytest.mark.parametrize("callback", [WeightNoise(Gaussian(0.1), seed=0), GradientNoise(0.1, seed=0)])
+def test_sharded_strategies_are_refused_before_weights_change(
+    make_trainer: Callable[..., pl.Trainer], strategy: type, callback: pl.Callback
+) -> None:
+    model = Net()
+    before = snapshot(model)
+    with pytest.raises(ConfigurationError, match="does not support the sharded strategy"):
+        fit(make_trainer, [callback], model=model, strategy=strategy(device=CPU))
+    _unchanged(model, before)
+
+
+def test_real_fsdp_strategy_object_is_refused() -> None:
+    trainer = SimpleNamespace(strategy=FSDPStrategy())
+    with pytest.raises(ConfigurationError, match="sharded strategy FSDPStrategy"):
+        WeightNoise(Gaussian(0.1), seed=0).setup(trainer, Net(), "fit")  # type: ignore[arg-type]
+
+
+def test_closure_reevaluating_optimizers_are_refused(make_trainer: Callable[..., pl.Trainer]) -> None:
+    model = Net(optimizer="lbfgs")
+    before = snapshot(model)
+    with pytest.raises(ConfigurationError, match="does not support LBFGS: it re-evaluates the closure"):
+        fit(make_trainer, [WeightNoise(Gaussian(0.1), seed=0)], model=model)
+    _unchanged(model, before)
+    # The list is the user's to extend (SAM-style optimizers are often plain Optimizer subclasses).
+    model = Net(optimizer="sgd")
+    with pytest.raises(ConfigurationError, match="does not support SGD"):
+        fit(
+            make_trainer,
+            [WeightNoise(Gaussian(0.1), seed=0, closure_optimizers=["LBFGS", "SGD"])],
+            model=model,
+        )
+    _unchanged(model, before)
+
+
+def test_pattern_matching_nothing_is_refused_at_fit_start(make_trainer: Callable[..., pl.Trainer]) -> None:
+    model = Net()
+    before = snapshot(model)
+    with pytest.raises(
+        ConfigurationError, match=r"'encoder\.\*' matches no trainable parameter.*net\.0\.weight"
+    ):
+        fit(make_trainer, [WeightNoise(Gaussian(0.1), include=["encoder.*"], seed=0)], model=model)
+    _unchanged(model, before)
+
+
+def test_regenerate_refuses_half_precision_parameters(make_trainer: Callable[..., pl.Trainer]) -> None:
+    model = Net()
+    with pytest.raises(ConfigurationError, match=r"restore='regenerate' is refused for torch\.bfloat16"):
+        fit(
+            make_trainer,
+            [WeightNoise(Gaussian(0.1), restore="regenerate", seed=0)],
+            model=model,
+            precision="bf16-true",
+        )
+
+
+def test_frozen_parameters_are_not_selected(make_trainer: Callable[..., pl.Trainer]) -> None:
+    model = Net()
+    model.net[0].requires_grad_(False)
+    before, after = Probe(), Probe()
+    fit(
+        make_trainer,
+        [before, WeightNoise(Gaussian(0.5), seed=0), after],
+        model=model,
+        max_epochs=1,
+        limit_train_batches=1,
+    )
+    b, a = before.at["batch_start"][0], after.at["batch_start"][0]
+    assert torch.equal(a["net.0.weight"], b["net.0.weight"])
+    assert not torch.equal(a["net.2.weight"], b["net.2.weight"])
+
+
+# ---------------------------------------------------------------------------- reproducibility, resume
+
+
+def test_same_seed_same_run_and_seed_none_follows_torch_seed(make_trainer: Callable[..., pl.Trainer]) -> None:
+    def run(seed: int | None, torch_seed: int) -> dict[str, Tensor]:
+        model = Net()  # seeds torch itself: build it first
+        pl.seed_everything(torch_seed, verbose=False)
+        fit(make_trainer, [WeightNoise(Gaussian(0.05), seed=seed)], model=model, max_epochs=1)
+        return snapshot(model)
+
+    assert_same_weights(run(1, 0), run(1, 99))
+    assert_same_weights(run(None, 5), run(None, 5))
+    assert not torch.equal(run(None, 5)["net.0.weight"], run(None, 6)["net.0.weight"])
+    assert not torch.equal(run(1, 0)["net.0.weight"], run(2, 0)["net.0.weight"])
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+def test_resume_equals_uninterrupted_run(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path, restore: str
+) -> None:
+    def callbacks() -> list[pl.Callback]:
+        return [
+            WeightNoise(Gaussian(std=STD), relative=True, restore=restore, seed=None),  # type: ignore[arg-type]
+            GradientNoise(std=0.01, seed=None),
+        ]
+
+    pl.seed_everything(0, verbose=False)
+    _, full = fit(make_trainer, callbacks(), max_epochs=4)
+    pl.seed_everything(0, verbose=False)
+    trainer, _ = fit(make_trainer, callbacks(), max_epochs=2)
+    path = tmp_path / "half.ckpt"
+    trainer.save_checkpoint(path)
+    resumed = Net(init_seed=7)  # other weights and another global torch seed: both come from the checkpoint
+    trainer = make_trainer(max_epochs=4, callbacks=callbacks(), limit_val_batches=0)
+    trainer.fit(resumed, make_loader(), ckpt_path=path)
+    assert_same_weights(snapshot(resumed), snapshot(full))
