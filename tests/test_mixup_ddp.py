@@ -19,14 +19,16 @@ class RankWriter(pl.Callback):
     def __init__(self, out: Path) -> None:
         self.out = out
         self.batches: list[torch.Tensor] = []
+        self.partners: list[torch.Tensor] = []
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, *args: Any
     ) -> None:
         self.batches.append(batch[0].clone())
+        self.partners.append(trainer.datamodule.last_params.index.clone())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        state = {"seed": trainer.datamodule.seed, "batches": self.batches}
+        state = {"seed": trainer.datamodule.seed, "batches": self.batches, "partners": self.partners}
         torch.save(state, self.out / f"rank{trainer.global_rank}.pt")
 
 

@@ -198,9 +198,9 @@ def _box_corners(
     return low, low + sizes
 
 
-def _as_boxes(low: Tensor, high: Tensor) -> Tensor:
-    """``(..., 4)`` int64 ``(top, bottom, left, right)`` from ``(2, ...)`` corners."""
-    return torch.stack((low, high), dim=1).flatten(0, 1).movedim(0, -1).long()
+def _as_boxes(corners: Tensor) -> Tensor:
+    """``(..., 4)`` int64 ``(top, bottom, left, right)`` from corners stacked ``(2, 2, ...)``."""
+    return corners.flatten(0, 1).movedim(0, -1).long()
 
 
 def cutmix_boxes(
@@ -226,7 +226,7 @@ def cutmix_boxes(
     """
     rows = 2 if minmax is None else 4
     u = torch.rand((rows, *lam.shape), generator=generator, device=lam.device, dtype=torch.float64)
-    return _as_boxes(*_box_corners(lam, u, height, width, minmax))
+    return _as_boxes(torch.stack(_box_corners(lam, u, height, width, minmax), dim=1))
 
 
 def box_lam(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -249,20 +249,17 @@ def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
                 [1, 1, 0],
                 [1, 1, 0]], dtype=torch.int32)
     """
+    in_rows, in_cols = _box_ranges(boxes, height, width)
+    return in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2)
+
+
+def _box_ranges(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """Boolean indicators ``(..., H)`` and ``(..., W)`` of each box's rows and columns."""
     rows = torch.arange(height, device=boxes.device)
     cols = torch.arange(width, device=boxes.device)
     in_rows = (rows >= boxes[..., 0:1]) & (rows < boxes[..., 1:2])
     in_cols = (cols >= boxes[..., 2:3]) & (cols < boxes[..., 3:4])
-    return in_rows.unsqueeze(-1) & in_cols.unsqueeze(-2)
-
-
-def _box_ranges(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Indicators ``(G, H)`` and ``(G, W)`` (in ``dtype``) of each box's rows and columns."""
-    rows = torch.arange(height, device=boxes.device)
-    cols = torch.arange(width, device=boxes.device)
-    in_rows = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 1:2])
-    in_cols = (cols >= boxes[:, 2:3]) & (cols < boxes[:, 3:4])
-    return in_rows.to(dtype), in_cols.to(dtype)
+    return in_rows, in_cols
 
 
 def _check_index(index: Tensor, batch_size: int) -> None:
@@ -398,7 +395,7 @@ def mix_batch(
             # The own-sample weight map (G, H, W) is 1 - rows x cols inside a CutMix box and lam on
             # mixup rows, built by one fused outer product from the boxes' row and column ranges.
             # (A broadcast product plus an in-place add: several times faster than addcmul or where.)
-            in_rows, in_cols = _box_ranges(box_tensor, height, width, x.dtype)
+            in_rows, in_cols = (r.to(x.dtype) for r in _box_ranges(box_tensor, height, width))
             base: Tensor | float = 1.0
             if use_cutmix is not None:
                 choice = use_cutmix.to(device=x.device, dtype=torch.bool).reshape(-1)
@@ -510,7 +507,7 @@ def _draw(
     if correct_lam or cutmix_minmax is not None:
         area = corners.diff(dim=1).prod(0).squeeze(0)
         lam = torch.where(cut, 1.0 - area / float(height * width), lam)
-    return lam, choice, corners.flatten(0, 1).movedim(0, -1).long()
+    return lam, choice, _as_boxes(corners)
 
 
 def sample_mix_params(
