@@ -326,17 +326,26 @@ def brightness(x: Tensor, shift: float) -> Tensor:
 def saturate(x: Tensor, factor: float, shift: float = 0.0) -> Tensor:
     """HSV saturation ``s -> clip(s * factor + shift, 0, 1)`` on RGB batches (reference: ``saturate``).
 
-    Like the reference, a grey pixel (hue 0 by convention) turns red when ``shift > 0``.
+    At fixed hue and value, each channel is ``v - s * v * k`` with ``k = (v - x) / (v - min(x))``
+    depending on the hue only, so the HSV round trip (``rgb2hsv``, new saturation, ``hsv2rgb``)
+    is computed directly as ``v - s' * v * k`` (the same numbers, a third of the operations of
+    :func:`rgb_to_hsv` + :func:`hsv_to_rgb`). Like the reference, a grey pixel has hue 0 by
+    convention (``k = (0, 1, 1)``), so it turns red when ``shift > 0``.
 
     Example:
         >>> saturate(torch.tensor([1.0, 0.5, 0.5]).view(1, 3, 1, 1), 2.0).flatten()
         tensor([1., 0., 0.])
     """
     _check_image(x, "saturate", channels=3)
-    hsv = rgb_to_hsv(x)
-    hue, sat, value = hsv.unbind(-3)
-    sat = (sat * factor + shift).clamp_(0.0, 1.0)
-    return hsv_to_rgb(torch.stack((hue, sat, value), dim=-3)).clamp_(0.0, 1.0)
+    value = x.amax(dim=-3, keepdim=True)
+    delta = value - x.amin(dim=-3, keepdim=True)
+    colourful = delta > 0
+    safe_delta = torch.where(colourful, delta, torch.ones_like(delta))
+    safe_value = torch.where(colourful, value, torch.ones_like(value))
+    new = torch.where(colourful, delta / safe_value, 0.0).mul_(factor).add_(shift).clamp_(0.0, 1.0)
+    grey_hue = torch.tensor([0.0, 1.0, 1.0], device=x.device, dtype=x.dtype).view(3, 1, 1)
+    k = torch.where(colourful, (value - x) / safe_delta, grey_hue)
+    return (value - new * value * k).clamp_(0.0, 1.0)
 
 
 # --------------------------------------------------------------------------- resampling
