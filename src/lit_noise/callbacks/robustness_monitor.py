@@ -142,7 +142,8 @@ class RobustnessMonitor(Callback):
     corruption, severity)`` — the same corrupted validation set at every epoch, whatever the run's
     seed. A run with the monitor therefore gives the same weights as a run without it. Inputs must
     be images in [0, 1] (corrupt before normalising; normalise inside the model). Sanity-check
-    batches are only checked (keys, value range, corruptions), not evaluated.
+    batches are only checked (keys, value range, corruptions, the model output's width and the
+    targets; a one-sample forward when the step returns no logits), not evaluated.
 
     Args:
         corruptions: names from :data:`~lit_noise.corruptions.CORRUPTIONS`; ``None`` means every
@@ -355,7 +356,12 @@ class RobustnessMonitor(Callback):
             self._check_first_batch(x)
             self._checked = True
         check_in_range(x, 0.0, 1.0, owner)
-        if not self._active:
+        if not self._active:  # sanity check: the model output and the targets, before training starts
+            logits = step_logits(outputs)
+            if logits is None or logits.shape[0] != full:
+                with trainer.precision_plugin.val_step_context():
+                    logits = eval_forward(pl_module, x[:1])
+            self._update(logits[:1], target[:1], [0], validate=True, record=False)
             return
         self._seen += count
         clean = step_logits(outputs)
@@ -397,7 +403,9 @@ class RobustnessMonitor(Callback):
             self._update(logits, target[:count], [0 if pair is None else pair.row for pair in chunk], first)
             first = False
 
-    def _update(self, logits: Tensor, target: Tensor, rows: list[int], validate: bool) -> None:
+    def _update(
+        self, logits: Tensor, target: Tensor, rows: list[int], validate: bool, record: bool = True
+    ) -> None:
         owner = type(self).__name__
         copies = len(rows)
         per_copy = logits.shape[0] // copies
@@ -406,6 +414,8 @@ class RobustnessMonitor(Callback):
             self._classes = int(logits.shape[1]) if logits.ndim >= 2 else 0
         probs = to_probabilities(logits.detach(), self._classes, self.input_format, owner, validate)
         labels = hard_targets(target, sample_shape, self._classes, owner, validate).to(probs.device)
+        if not record:
+            return
         confidence, correct = top_label(probs, labels.repeat(copies))
         index = torch.tensor(rows, device=self.bins.count.device)
         self.bins.update(confidence.view(copies, -1), correct.view(copies, -1), index)
