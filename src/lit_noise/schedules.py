@@ -366,7 +366,33 @@ class Cyclic(Schedule):
         return min(self.low, self.high), max(self.low, self.high)
 
 
-class Interval(Schedule):
+class _Gated(Schedule):
+    """An inner schedule where :meth:`_on` holds at the time in ``unit``, else 0."""
+
+    inner: Schedule
+
+    @abstractmethod
+    def _on(self, t: float) -> bool: ...
+
+    @override
+    def __call__(self, clock: Clock) -> float:
+        return self.inner(clock) if self._on(clock.time(self.unit)) else 0.0
+
+    @override
+    def value(self, t: float) -> float:
+        return self.inner.value(t) if self._on(t) else 0.0
+
+    @override
+    def units(self) -> set[str]:
+        return {self.unit} | self.inner.units()
+
+    @override
+    def min_max(self) -> tuple[float, float]:
+        low, high = self.inner.min_max()
+        return min(low, 0.0), max(high, 0.0)
+
+
+class Interval(_Gated):
     """Noise at scheduled intervals: ``value`` for ``duration`` of every ``every`` units, else 0.
 
     The windows start at ``offset``; before it the value is 0.
@@ -391,6 +417,7 @@ class Interval(Schedule):
         self.duration = check_range("Interval", "duration", duration, 0.0, self.every)
         self.offset = check_range("Interval", "offset", offset, 0.0)
 
+    @override
     def _on(self, t: float) -> bool:
         # Window k is [offset + k * every, offset + k * every + duration). The tolerance keeps
         # fractional units exact: in floats 0.3 % 0.1 is 0.0999..., which would miss window 3.
@@ -400,25 +427,8 @@ class Interval(Schedule):
         within = elapsed - math.floor(elapsed / self.every + 1e-9) * self.every
         return within < self.duration - 1e-9 * self.every
 
-    @override
-    def __call__(self, clock: Clock) -> float:
-        return self.inner(clock) if self._on(clock.time(self.unit)) else 0.0
 
-    @override
-    def value(self, t: float) -> float:
-        return self.inner.value(t) if self._on(t) else 0.0
-
-    @override
-    def units(self) -> set[str]:
-        return {self.unit} | self.inner.units()
-
-    @override
-    def min_max(self) -> tuple[float, float]:
-        low, high = self.inner.min_max()
-        return min(low, 0.0), max(high, 0.0)
-
-
-class Delay(Schedule):
+class Delay(_Gated):
     """0 before ``start``, then ``schedule`` (evaluated on the unshifted clock).
 
     Example:
@@ -433,21 +443,8 @@ class Delay(Schedule):
         self.start = _check_time("Delay", "start", start, self.unit)
 
     @override
-    def __call__(self, clock: Clock) -> float:
-        return self.inner(clock) if clock.time(self.unit) >= self.start else 0.0
-
-    @override
-    def value(self, t: float) -> float:
-        return self.inner.value(t) if t >= self.start else 0.0
-
-    @override
-    def units(self) -> set[str]:
-        return {self.unit} | self.inner.units()
-
-    @override
-    def min_max(self) -> tuple[float, float]:
-        low, high = self.inner.min_max()
-        return min(low, 0.0), max(high, 0.0)
+    def _on(self, t: float) -> bool:
+        return t >= self.start
 
 
 class Piecewise(Schedule):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from typing_extensions import override
 
 from lit_noise._validation import check_int, check_range
 from lit_noise.metrics.functional import (
@@ -81,12 +82,30 @@ class _ProbabilityMetric(Metric):
         return top_label(probs, labels.to(probs.device))
 
 
-class _BinnedCalibration(_ProbabilityMetric):
-    """Equal-width bins: ``count``, ``conf_sum``, ``correct_sum`` of shape ``(n_bins,)``, float64."""
+class _Histogram(_ProbabilityMetric):
+    """Top-label histogram state: ``count``, ``conf_sum``, ``correct_sum`` per bin, float64, summed."""
 
     count: Tensor
     conf_sum: Tensor
     correct_sum: Tensor
+
+    def _add_bin_states(self, size: int) -> None:
+        for name in ("count", "conf_sum", "correct_sum"):
+            self.add_state(name, torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def _bins(self, confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        raise NotImplementedError
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add a batch of ``(N, C, ...)`` logits or probabilities and their targets."""
+        count, conf_sum, correct_sum = self._bins(*self._top_label(preds, target))
+        self.count += count.to(self.count.device)
+        self.conf_sum += conf_sum.to(self.count.device)
+        self.correct_sum += correct_sum.to(self.count.device)
+
+
+class _BinnedCalibration(_Histogram):
+    """Equal-width bins: ``count``, ``conf_sum``, ``correct_sum`` of shape ``(n_bins,)``."""
 
     def __init__(
         self,
@@ -99,16 +118,11 @@ class _BinnedCalibration(_ProbabilityMetric):
     ) -> None:
         super().__init__(num_classes, n_bins, norm, input_format, validate_args, **kwargs)
         self.n_bins = n_bins
-        for name in ("count", "conf_sum", "correct_sum"):
-            self.add_state(name, torch.zeros(n_bins, dtype=torch.float64), dist_reduce_fx="sum")
+        self._add_bin_states(n_bins)
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch of ``(N, C, ...)`` logits or probabilities and their targets."""
-        confidence, correct = self._top_label(preds, target)
-        count, conf_sum, correct_sum = calibration_bins(confidence, correct, self.n_bins)
-        self.count += count.to(self.count.device)
-        self.conf_sum += conf_sum.to(self.count.device)
-        self.correct_sum += correct_sum.to(self.count.device)
+    @override
+    def _bins(self, confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return calibration_bins(confidence, correct, self.n_bins)
 
 
 class CalibrationError(_BinnedCalibration):
@@ -208,7 +222,7 @@ class ReliabilityDiagram(_BinnedCalibration):
         return plot_reliability_diagram(self.compute() if val is None else val, ax=ax, title=title)
 
 
-class AdaptiveCalibrationError(_ProbabilityMetric):
+class AdaptiveCalibrationError(_Histogram):
     """Top-label calibration error over equal-mass bins (adaptive ECE), with fixed-size state.
 
     Equal-mass bins need confidence quantiles; instead of storing predictions, the state is a fine
@@ -236,10 +250,6 @@ class AdaptiveCalibrationError(_ProbabilityMetric):
         tensor(0.1500)
     """
 
-    count: Tensor
-    conf_sum: Tensor
-    correct_sum: Tensor
-
     def __init__(
         self,
         num_classes: int,
@@ -255,16 +265,11 @@ class AdaptiveCalibrationError(_ProbabilityMetric):
         self.n_bins = n_bins
         self.norm: Norm = norm
         self.n_fine_bins = n_fine_bins
-        for name in ("count", "conf_sum", "correct_sum"):
-            self.add_state(name, torch.zeros(n_fine_bins, dtype=torch.float64), dist_reduce_fx="sum")
+        self._add_bin_states(n_fine_bins)
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch of ``(N, C, ...)`` logits or probabilities and their targets."""
-        confidence, correct = self._top_label(preds, target)
-        count, conf_sum, correct_sum = adaptive_calibration_bins(confidence, correct, self.n_fine_bins)
-        self.count += count.to(self.count.device)
-        self.conf_sum += conf_sum.to(self.count.device)
-        self.correct_sum += correct_sum.to(self.count.device)
+    @override
+    def _bins(self, confidence: Tensor, correct: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return adaptive_calibration_bins(confidence, correct, self.n_fine_bins)
 
     def compute(self) -> Tensor:
         """The equal-mass calibration error of everything seen since the last reset (0 before any data)."""

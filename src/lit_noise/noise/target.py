@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -186,7 +186,25 @@ class LabelSmoothing(LabelNoise):
         return labels, LF.label_smoothing(distribution, params["eps"])
 
 
-class SymmetricFlip(LabelNoise):
+class _RateFlip(LabelNoise):
+    """A flip applied to each label with probability ``p`` by ``_flip_labels(y, p, C, generator)``."""
+
+    strength = ("p",)
+    _flip_labels: Callable[[Tensor, float, int, torch.Generator | None], Tensor]
+
+    def __init__(
+        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+    ) -> None:
+        super().__init__(num_classes, target_format)
+        self._param("p", p, low=0.0, high=1.0)
+
+    @override
+    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+        assert self.num_classes is not None
+        return self._flip_labels(labels, params["p"], self.num_classes, generator)
+
+
+class SymmetricFlip(_RateFlip):
     """With probability ``p`` each label becomes a uniformly random *other* class.
 
     Example:
@@ -197,20 +215,10 @@ class SymmetricFlip(LabelNoise):
         0.2
     """
 
-    strength = ("p",)
-
-    def __init__(
-        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
-    ) -> None:
-        super().__init__(num_classes, target_format)
-        self._param("p", p, low=0.0, high=1.0)
-
-    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
-        assert self.num_classes is not None
-        return LF.symmetric_flip(labels, params["p"], self.num_classes, generator)
+    _flip_labels = staticmethod(LF.symmetric_flip)
 
 
-class PairFlip(LabelNoise):
+class PairFlip(_RateFlip):
     """With probability ``p`` class ``k`` becomes ``(k + 1) % C``.
 
     Example:
@@ -219,17 +227,7 @@ class PairFlip(LabelNoise):
         tensor([1, 0])
     """
 
-    strength = ("p",)
-
-    def __init__(
-        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
-    ) -> None:
-        super().__init__(num_classes, target_format)
-        self._param("p", p, low=0.0, high=1.0)
-
-    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
-        assert self.num_classes is not None
-        return LF.pair_flip(labels, params["p"], self.num_classes, generator)
+    _flip_labels = staticmethod(LF.pair_flip)
 
 
 class TransitionMatrix(LabelNoise):
