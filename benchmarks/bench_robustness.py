@@ -108,15 +108,15 @@ def main() -> None:
     )
     print("ratio = added validation time / (K x clean validation time); target <= 1.15")
     configs: list[tuple[str, dict[str, Any]]] = [
-        ("all 10 corruptions x 5 severities, 8 copies/forward", {}),
-        ("all 10 corruptions x 5 severities, 1 copy/forward", {"copies_per_forward": 1}),
-        ("all 10 corruptions x 5 severities, 1 forward", {"copies_per_forward": None}),
+        ("10 corruptions x 5 severities (default: auto = 1 copy/forward)", {}),
+        ("10 corruptions x 5 severities, 8 copies/forward", {"copies_per_forward": 8}),
+        ("10 corruptions x 5 severities, all copies in 1 forward", {"copies_per_forward": None}),
         ("4 noise corruptions x 5 severities", {"corruptions": list(DEFAULT_CORRUPTIONS[:4])}),
         ("contrast x severities 1, 3, 5", {"corruptions": ["contrast"], "severities": [1, 3, 5]}),
     ]
     for label, options in configs:
         ratio, pairs = _overhead(model, dm, args.repeats, **options)
-        print(f"  {label:55s} K={pairs:3d}  ratio {ratio:.3f}")
+        print(f"  {label:64s} K={pairs:3d}  ratio {ratio:.3f}")
     batch = dm.val_set.tensors[0][: args.batch_size]  # type: ignore[union-attr]
     costs = _corruption_costs(model, batch, max(args.repeats, 20))
     print("corruption time on one batch / one clean forward of it (severity 3):")

@@ -14,7 +14,8 @@ def test_demo_prints_clean_and_noisy_accuracy(capsys: pytest.CaptureFixture[str]
     for result in results:
         assert 0.5 < result.clean_acc <= 1.0
         assert 0.0 <= result.noisy_acc <= result.clean_acc
-        assert f"{result.clean_acc:.3f}" in out and f"{result.noisy_acc:.3f}" in out
+        assert f"{result.clean_acc:.3f}" in out
+        assert f"{result.noisy_acc:.3f}" in out
     clean_model, noisy_model = results
     # Training with input noise is what makes the model hold its accuracy under noise.
     assert noisy_model.noisy_acc > clean_model.noisy_acc + 0.03

@@ -158,33 +158,40 @@ def test_max_samples_evaluates_the_first_samples_only(
     assert monitor.last_values[f"{P}/clean_acc"] == pytest.approx(_reference(trained, x[:40], y[:40], 15)[0])
 
 
-class _Silent(Classifier):
+class _Counting(Classifier):
+    """Counts its forwards (Lightning bypasses forward hooks in the evaluation step)."""
+
+    calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(x)
+
+
+class _Silent(_Counting):
     def validation_step(self, batch: Any, batch_idx: int) -> None:  # type: ignore[override]
         super().validation_step(batch, batch_idx)
 
 
-class _Dict(Classifier):
+class _Dict(_Counting):
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {"logits": super().validation_step(batch, batch_idx), "other": torch.zeros(())}
 
 
-@pytest.mark.parametrize("copies", [1, 4, None])
+@pytest.mark.parametrize("copies", [1, 4, None, "auto"])
 def test_same_values_whatever_the_step_returns_and_the_forward_chunking(
-    trained: Classifier, make_trainer: Callable[..., pl.Trainer], copies: int | None
+    trained: Classifier, make_trainer: Callable[..., pl.Trainer], copies: int | str | None
 ) -> None:
     names, severities = ["brightness", "speckle_noise"], [2, 4, 5]
 
     def run(model: Classifier, **options: Any) -> tuple[dict[str, float], int]:
-        calls = []
-        handle = model.register_forward_hook(lambda *args: calls.append(1))
         monitor = RobustnessMonitor(names, severities, **options)
         make_trainer(callbacks=[monitor]).validate(model, _data(val_size=64), verbose=False)
-        handle.remove()
-        return monitor.last_values, len(calls)
+        return monitor.last_values, getattr(model, "calls", 0)
 
     reference, _ = run(trained)
     state = trained.state_dict()
-    for cls in (_Silent, _Dict, Classifier):
+    for cls in (_Silent, _Dict, _Counting):
         model = cls("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
         model.load_state_dict(state)
         values, forwards = run(model, copies_per_forward=copies)
@@ -193,7 +200,8 @@ def test_same_values_whatever_the_step_returns_and_the_forward_chunking(
             assert values[key] == pytest.approx(value, abs=1e-5), key
         pairs, batches = len(names) * len(severities), 2
         copies_needed = pairs + (1 if cls is _Silent else 0)  # no returned logits: one clean forward more
-        per_batch = 1 if copies is None else -(-copies_needed // copies)
+        chunk = 1 if copies == "auto" else copies  # "auto" on CPU: one copy per forward
+        per_batch = 1 if chunk is None else -(-copies_needed // int(chunk))
         assert forwards == batches * (1 + per_batch)  # 1: the validation step's own forward
 
 
@@ -231,23 +239,24 @@ def test_a_run_with_and_without_the_monitor_gives_identical_weights_and_rng(tmp_
 def test_the_model_mode_is_left_alone_and_sanity_checks_only_check(
     trained: Classifier, make_trainer: Callable[..., pl.Trainer]
 ) -> None:
-    model = _model()
-    calls: list[int] = []
-    model.register_forward_hook(lambda *args: calls.append(1))
-    modes: list[bool] = []
+    torch.manual_seed(0)
+    model = _Counting("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    seen: dict[str, Any] = {}
 
     class Probe(pl.Callback):
         def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            modes.append(len(calls))
+            seen["sanity forwards"] = model.calls
 
-        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            modes.append(pl_module.training)
+        def on_validation_batch_end(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+        ) -> None:
+            seen.setdefault("modes", set()).add(pl_module.training)
 
     monitor = RobustnessMonitor(["contrast"], [1])
     trainer = make_trainer(callbacks=[monitor, Probe()], limit_train_batches=1, num_sanity_val_steps=2)
     trainer.fit(model, _data())
-    assert modes[0] == 2  # only the validation step's forwards during the sanity check
-    assert modes[1] is False  # Lightning's eval mode, untouched
+    assert seen["sanity forwards"] == 2  # only the validation step's forwards during the sanity check
+    assert seen["modes"] == {False}  # Lightning's eval mode, untouched by the monitor (called before)
     assert model.training  # back in training mode after fit, as Lightning leaves it
 
 
@@ -323,11 +332,20 @@ def test_default_corruptions_skip_what_does_not_apply(make_trainer: Callable[...
         ({"max_samples": 0}, "max_samples"),
         ({"constants": "cifar100"}, "constants"),
         ({"copies_per_forward": 0}, "copies_per_forward"),
+        ({"copies_per_forward": "fast"}, "copies_per_forward"),
         ({"input_format": "logit"}, "input_format"),
         ({"num_classes": 1}, "num_classes"),
         ({"corruptions": ["contrast"], "baseline_errors": {"contrast": [0.5] * 4}}, "five"),
         ({"corruptions": ["contrast"], "baseline_errors": {"contrast": [1.5] * 5}}, r"<= 1"),
         ({"corruptions": ["contrast"], "baseline_errors": {"blur": [0.5] * 5}}, "no errors for contrast"),
+        (
+            {
+                "corruptions": ["contrast"],
+                "severities": [1, 2],
+                "baseline_errors": {"contrast": [0, 0, 1, 1, 1]},
+            },
+            "positive sum",
+        ),
         ({"input_key": True}, "input_key"),
     ],
 )
@@ -370,3 +388,27 @@ def test_bad_batches_fail_in_the_sanity_check_before_training(
     assert trainer.global_step == 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+@pytest.mark.slow
+def test_two_process_ddp_values_equal_the_single_process_values(tmp_path: Path) -> None:
+    x, y = make_shapes(64, seed=0)
+    model = _model()
+    names, severities = ["contrast", "pixelate"], [1, 5]  # deterministic: the same on any rank
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": str(tmp_path),
+    }
+    single = RobustnessMonitor(names, severities)
+    pl.Trainer(devices=1, callbacks=[single], **options).validate(model, _loader(x, y), verbose=False)
+    trainer = pl.Trainer(
+        devices=2, strategy="ddp_spawn", callbacks=[RobustnessMonitor(names, severities)], **options
+    )
+    trainer.validate(model, _loader(x, y), verbose=False)
+    assert set(single.last_values) <= set(trainer.callback_metrics)
+    for key, value in single.last_values.items():
+        assert trainer.callback_metrics[key].item() == pytest.approx(value, abs=1e-6), key

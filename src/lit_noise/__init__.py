@@ -11,9 +11,11 @@ from lit_noise.callbacks import (
     InputNoise,
     NoiseCallback,
     NoiseLayerSchedule,
+    RobustnessMonitor,
     TargetNoise,
     WeightNoise,
 )
+from lit_noise.corruptions import corrupt
 from lit_noise.data import MixupDataModule
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import GaussianDropout, GaussianNoise
@@ -92,6 +94,7 @@ __all__ = [
     "Piecewise",
     "Product",
     "ReliabilityDiagram",
+    "RobustnessMonitor",
     "SaltAndPepper",
     "Schedule",
     "SoftLabels",
@@ -103,6 +106,7 @@ __all__ = [
     "Uniform",
     "WeightNoise",
     "__version__",
+    "corrupt",
     "hard",
     "soft",
 ]

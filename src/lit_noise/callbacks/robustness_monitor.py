@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -42,6 +42,7 @@ from lit_noise.metrics.functional import (
 __all__ = ["RobustnessMonitor", "area_under_curve"]
 
 _PREFIX = "val/robust"
+_AUTO_COPIES = 8  # corrupted copies per forward on accelerators with copies_per_forward="auto"
 
 
 def area_under_curve(severities: Sequence[int], clean: float, accuracies: Sequence[float]) -> float:
@@ -107,8 +108,9 @@ class RobustnessMonitor(Callback):
 
     During the validation loop, each validation batch (up to ``max_samples`` samples per epoch and
     process) is corrupted with every corruption at every severity on the model's device
-    (:mod:`lit_noise.corruptions`), and the model is run on the corrupted copies, several copies
-    concatenated into one forward (``copies_per_forward``), under ``no_grad`` in eval mode. The
+    (:mod:`lit_noise.corruptions`), and the model is run on the corrupted copies (on accelerators
+    several copies concatenated into one forward, ``copies_per_forward``), under ``no_grad`` in
+    eval mode. The
     predictions stream into fixed-size per-(corruption, severity) bins: nothing is stored, and
     there is no second pass over the data. At the end of the epoch the bins are summed across
     processes (a collective on every rank) and the monitor logs, with ``<c>`` a corruption and
@@ -165,7 +167,9 @@ class RobustnessMonitor(Callback):
         n_bins: equal-width bins of the ECE (>= 1).
         seed: seed of the noise corruptions (a fixed default, so the global RNG is never drawn from).
         copies_per_forward: corrupted copies of the batch concatenated into one forward (memory
-            grows with it); ``None`` puts every copy into a single forward.
+            grows with it); ``None`` puts every copy into a single forward; ``"auto"`` is 1 on CPU
+            (where a larger batch is no faster per sample: the activations leave the cache) and 8
+            on accelerators (where a small model's forward is bound by kernel launches).
         input_format: ``"auto"``, ``"logits"`` or ``"probs"``: how the model output is read
             (see :mod:`lit_noise.metrics.functional`).
         num_classes: the width of the model output; ``None`` takes it from the first output.
@@ -180,12 +184,11 @@ class RobustnessMonitor(Callback):
 
     Example:
         >>> from lit_noise.examples import Classifier, ShapesDataModule
-        >>> monitor = RobustnessMonitor(["contrast", "gaussian_noise"], severities=[1, 5], max_samples=32)
-        >>> trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
-        ...     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        ...     callbacks=[monitor], default_root_dir=__import__("tempfile").mkdtemp())
+        >>> monitor = RobustnessMonitor(["contrast", "gaussian_noise"], severities=[1, 5], log_figures=False)
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+        ...     callbacks=[monitor])
         >>> model = Classifier("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
-        >>> trainer.fit(model, ShapesDataModule(batch_size=32, train_size=64, val_size=32))
+        >>> _ = trainer.validate(model, ShapesDataModule(batch_size=16, val_size=16), verbose=False)
         >>> sorted(k for k in trainer.callback_metrics if k.startswith("val/robust/contrast"))
         ['val/robust/contrast/acc', 'val/robust/contrast/auc', 'val/robust/contrast/retention',
          'val/robust/contrast/s1/acc', 'val/robust/contrast/s1/ece', 'val/robust/contrast/s5/acc',
@@ -204,7 +207,7 @@ class RobustnessMonitor(Callback):
         target_key: BatchKey = 1,
         n_bins: int = 15,
         seed: int = 0,
-        copies_per_forward: int | None = 8,
+        copies_per_forward: int | Literal["auto"] | None = "auto",
         input_format: InputFormat = "auto",
         num_classes: int | None = None,
         log_figures: bool = True,
@@ -223,16 +226,18 @@ class RobustnessMonitor(Callback):
         self.every_n_epochs = check_int(owner, "every_n_epochs", every_n_epochs, 1)
         self.max_samples = None if max_samples is None else check_int(owner, "max_samples", max_samples, 1)
         self.constants = str(check_choice(owner, "constants", constants, tuple(TABLES)))
-        self.baseline_errors = self._check_baseline(baseline_errors, names if corruptions is not None else ())
+        self.baseline_errors = self._check_baseline(
+            baseline_errors, names if corruptions is not None else (), self.severities
+        )
         self.input_key = input_key
         self.target_key = target_key
         self._input_path = normalize_key(input_key, owner, "input_key")
         self._target_path = normalize_key(target_key, owner, "target_key")
         self.n_bins = check_int(owner, "n_bins", n_bins, 1)
         self.seed = check_int(owner, "seed", seed, 0)
-        self.copies_per_forward = (
-            None
-            if copies_per_forward is None
+        self.copies_per_forward: int | str | None = (
+            copies_per_forward
+            if copies_per_forward is None or copies_per_forward == "auto"
             else check_int(owner, "copies_per_forward", copies_per_forward, 1)
         )
         self.input_format: InputFormat = check_choice(owner, "input_format", input_format, INPUT_FORMATS)
@@ -266,7 +271,7 @@ class RobustnessMonitor(Callback):
 
     @staticmethod
     def _check_baseline(
-        baseline: Mapping[str, Sequence[float]] | None, names: Sequence[str]
+        baseline: Mapping[str, Sequence[float]] | None, names: Sequence[str], severities: Sequence[int]
     ) -> dict[str, tuple[float, ...]] | None:
         owner = "RobustnessMonitor"
         if baseline is None:
@@ -280,17 +285,27 @@ class RobustnessMonitor(Callback):
             parsed[str(name)] = tuple(
                 check_range(owner, f"baseline_errors[{name!r}]", e, 0.0, 1.0) for e in errors
             )
-        RobustnessMonitor._check_baseline_covers(parsed, names)
+        RobustnessMonitor._check_baseline_covers(parsed, names, severities)
         return parsed
 
     @staticmethod
-    def _check_baseline_covers(baseline: Mapping[str, Sequence[float]], names: Sequence[str]) -> None:
+    def _check_baseline_covers(
+        baseline: Mapping[str, Sequence[float]], names: Sequence[str], severities: Sequence[int]
+    ) -> None:
         missing = [name for name in names if name not in baseline]
         if missing:
             raise ConfigurationError(
                 f"RobustnessMonitor: `baseline_errors` has no errors for {', '.join(missing)}; give five"
                 " error rates (severities 1..5) for every monitored corruption, or leave it None."
             )
+        for name in names:
+            if sum(baseline[name][s - 1] for s in severities) <= 0:
+                raise fail(
+                    "RobustnessMonitor",
+                    f"baseline_errors[{name!r}]",
+                    list(baseline[name]),
+                    f"errors with a positive sum over the monitored severities {list(severities)}",
+                )
 
     def _check_first_batch(self, x: Tensor) -> None:
         """Decide which pairs apply to ``x`` (raise for an explicitly requested one that does not)."""
@@ -308,7 +323,7 @@ class RobustnessMonitor(Callback):
                 f"{owner}: no corruption applies to inputs of shape {tuple(x.shape)} and dtype {x.dtype}."
             )
         if self.baseline_errors is not None:
-            self._check_baseline_covers(self.baseline_errors, applicable)
+            self._check_baseline_covers(self.baseline_errors, applicable, self.severities)
         self._evaluated = [pair for pair in self._pairs if pair.corruption.name in applicable]
 
     # ---------------------------------------------------------------------------------------- hooks
@@ -372,7 +387,7 @@ class RobustnessMonitor(Callback):
         else:
             clean = None
         work: list[_Pair | None] = ([None] if clean is None else []) + list(self._evaluated)
-        size = len(work) if self.copies_per_forward is None else self.copies_per_forward
+        size = self._chunk_size(len(work), x.device)
         rank = trainer.global_rank
         for start in range(0, len(work), size):
             chunk = work[start : start + size]
@@ -403,6 +418,13 @@ class RobustnessMonitor(Callback):
             self._update(logits, target[:count], [0 if pair is None else pair.row for pair in chunk], first)
             first = False
 
+    def _chunk_size(self, copies: int, device: torch.device) -> int:
+        if self.copies_per_forward is None:
+            return copies
+        if self.copies_per_forward == "auto":
+            return 1 if device.type == "cpu" else _AUTO_COPIES
+        return int(self.copies_per_forward)
+
     def _update(
         self, logits: Tensor, target: Tensor, rows: list[int], validate: bool, record: bool = True
     ) -> None:
@@ -426,7 +448,8 @@ class RobustnessMonitor(Callback):
             return
         self._active = False
         with self.bins.sync_context(dist_sync_fn=self.bins.dist_sync_fn):  # a collective on every rank
-            count, conf_sum, correct_sum = (t.detach().to("cpu", copy=True) for t in self.bins.compute())
+            states = (self.bins.count, self.bins.conf_sum, self.bins.correct_sum)
+            count, conf_sum, correct_sum = (t.detach().to("cpu", copy=True) for t in states)
         self.bins.reset()
         totals = count.sum(1)
         if totals[0] <= 0:
@@ -456,8 +479,10 @@ class RobustnessMonitor(Callback):
         eces: list[float] = []
         aucs: list[float] = []
         ces: list[float] = []
-        for name in dict.fromkeys(pair.corruption.name for pair in self._evaluated):
-            pairs = [pair for pair in self._evaluated if pair.corruption.name == name]
+        # Which corruptions were evaluated is read from the synced counts, the same on every rank
+        # (a rank without a batch logs the same keys).
+        for name in self._names:
+            pairs = [pair for pair in self._pairs if pair.corruption.name == name]
             if any(totals[pair.row] <= 0 for pair in pairs):
                 continue
             severity_accs = [accuracy(pair.row) for pair in pairs]
@@ -476,7 +501,7 @@ class RobustnessMonitor(Callback):
             if self.baseline_errors is not None:
                 base = sum(self.baseline_errors[name][pair.severity - 1] for pair in pairs)
                 errors = sum(1.0 - acc for acc in severity_accs)
-                values[f"{_PREFIX}/{name}/ce"] = errors / base if base > 0 else math.inf
+                values[f"{_PREFIX}/{name}/ce"] = errors / base
                 ces.append(values[f"{_PREFIX}/{name}/ce"])
         if accs:
             mean_acc = sum(accs) / len(accs)
@@ -490,11 +515,7 @@ class RobustnessMonitor(Callback):
 
     def _report(self, trainer: pl.Trainer, values: Mapping[str, float]) -> None:
         clean = values[f"{_PREFIX}/clean_acc"]
-        names = [
-            n
-            for n in dict.fromkeys(p.corruption.name for p in self._evaluated)
-            if f"{_PREFIX}/{n}/acc" in values
-        ]
+        names = [n for n in self._names if f"{_PREFIX}/{n}/acc" in values]
         if not names:
             return
         xs = [0, *self.severities]

@@ -197,7 +197,7 @@ def register(
         frozen[str(table)] = tuple(parsed)
     if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
         raise fail("register", "channels", channels, "None or a positive integer")
-    corruption = Corruption(name, function, MappingProxyType(frozen), bool(any_shape), channels, bool(random))
+    corruption = Corruption(name, function, frozen, bool(any_shape), channels, bool(random))
     _REGISTRY[name] = corruption
     return corruption
 
