@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from lit_noise import CalibrationMonitor, ConfigurationError
-from lit_noise.callbacks.calibration_monitor import eval_forward, step_logits
+from lit_noise.callbacks.monitoring import eval_forward, step_logits
 from lit_noise.examples import Classifier, DigitsDataModule
 from lit_noise.metrics import adaptive_calibration_error, brier_score, calibration_error
 

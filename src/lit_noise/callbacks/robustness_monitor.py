@@ -18,7 +18,7 @@ from lit_noise import reporting
 from lit_noise._rng import GeneratorCache, stream_id
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks.calibration_monitor import eval_forward, step_logits
+from lit_noise.callbacks.monitoring import eval_forward, step_logits
 from lit_noise.corruptions.constants import TABLES
 from lit_noise.corruptions.suite import (
     DEFAULT_CORRUPTIONS,
@@ -139,7 +139,7 @@ class RobustnessMonitor(Callback):
 
     The monitor never changes the model's mode, weights or random state: it adds no hook to the
     model, runs its forwards under ``no_grad`` with every module's mode and the global RNG restored
-    (:func:`~lit_noise.callbacks.calibration_monitor.eval_forward`), and draws its noise from its
+    (:func:`~lit_noise.callbacks.monitoring.eval_forward`), and draws its noise from its
     own counter-based generator seeded from ``(seed, process rank, dataloader index, batch index,
     corruption, severity)`` — the same corrupted validation set at every epoch, whatever the run's
     seed. A run with the monitor therefore gives the same weights as a run without it. Inputs must

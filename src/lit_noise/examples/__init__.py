@@ -1,8 +1,9 @@
 """Example data and model: what the tests, the benchmarks and the demo train."""
 
 from lit_noise.examples.classifier import Classifier, build_backbone
-from lit_noise.examples.digits import DigitsDataModule, EpochShuffleSampler
+from lit_noise.examples.digits import DigitsDataModule
 from lit_noise.examples.shapes import SHAPES, ShapesDataModule, make_shapes
+from lit_noise.examples.tensor_data import EpochShuffleSampler, TensorSplitDataModule
 
 __all__ = [
     "SHAPES",
@@ -10,6 +11,7 @@ __all__ = [
     "DigitsDataModule",
     "EpochShuffleSampler",
     "ShapesDataModule",
+    "TensorSplitDataModule",
     "build_backbone",
     "make_shapes",
 ]

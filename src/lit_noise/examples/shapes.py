@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+from typing_extensions import override
 
 from lit_noise._rng import mix_seed
 from lit_noise._validation import check_int
-from lit_noise.examples.digits import EpochShuffleSampler
+from lit_noise.examples.tensor_data import TensorSplitDataModule
 
 __all__ = ["SHAPES", "ShapesDataModule", "make_shapes"]
 
@@ -122,7 +122,7 @@ def make_shapes(num_samples: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return image.clamp_(0.0, 1.0), labels
 
 
-class ShapesDataModule(pl.LightningDataModule):
+class ShapesDataModule(TensorSplitDataModule):
     """Generated 32x32 RGB shapes (:func:`make_shapes`), six classes, as ``(B, 3, 32, 32)`` in [0, 1].
 
     The train, validation and test sets are generated independently from seeds derived from
@@ -159,49 +159,18 @@ class ShapesDataModule(pl.LightningDataModule):
         shuffle_seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, shuffle_seed, num_workers)
         owner = "ShapesDataModule"
-        self.batch_size = check_int(owner, "batch_size", batch_size, 1)
         self.train_size = check_int(owner, "train_size", train_size, 1)
         self.val_size = check_int(owner, "val_size", val_size, 1)
         self.test_size = check_int(owner, "test_size", test_size, 1)
         self.seed = check_int(owner, "seed", seed, 0)
-        self.shuffle_seed = check_int(owner, "shuffle_seed", shuffle_seed, 0)
-        self.num_workers = check_int(owner, "num_workers", num_workers, 0)
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
 
-    def setup(self, stage: str | None = None) -> None:
-        """Generate the three sets (idempotent)."""
-        if self.train_set is not None:
-            return
+    @override
+    def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+        """Generate the three sets independently, from seeds derived from ``seed``."""
         sizes = (self.train_size, self.val_size, self.test_size)
         train, val, test = (
             TensorDataset(*make_shapes(size, mix_seed(self.seed, split))) for split, size in enumerate(sizes)
         )
-        self.train_set, self.val_set, self.test_set = train, val, test
-
-    def _loader(self, dataset: TensorDataset | None, train: bool = False) -> DataLoader[tuple[Tensor, ...]]:
-        assert dataset is not None, "setup() creates the datasets"
-        sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed) if train else None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
-        """Shuffled training batches."""
-        self.setup()
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
-        """Validation batches in a fixed order."""
-        self.setup()
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
-        """Test batches in a fixed order."""
-        self.setup()
-        return self._loader(self.test_set)
-
-    def predict_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
-        """The test inputs in a fixed order."""
-        return self.test_dataloader()
+        return train, val, test

@@ -1,0 +1,97 @@
+"""Shared plumbing of the example DataModules: fixed train/val/test tensors, resumable shuffling."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from lit_noise._validation import check_int
+
+__all__ = ["EpochShuffleSampler", "TensorSplitDataModule"]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A shuffling sampler whose order is a pure function of (seed, epoch).
+
+    Lightning calls ``set_epoch`` before each epoch, so a resumed run sees the same order as an
+    uninterrupted one.
+
+    Example:
+        >>> s = EpochShuffleSampler(5, seed=0)
+        >>> s.set_epoch(1)
+        >>> sorted(s) == list(range(5))
+        True
+    """
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class TensorSplitDataModule(pl.LightningDataModule):
+    """Train, validation and test tensor data sets, made once by :meth:`make_splits`.
+
+    Batches are lists ``[x, y]``; the training order is reshuffled each epoch from
+    ``(shuffle_seed, epoch)`` by :class:`EpochShuffleSampler`, so a resumed run sees the same order.
+    Subclasses implement :meth:`make_splits`.
+    """
+
+    def __init__(self, batch_size: int, shuffle_seed: int, num_workers: int) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.batch_size = check_int(owner, "batch_size", batch_size, 1)
+        self.shuffle_seed = check_int(owner, "shuffle_seed", shuffle_seed, 0)
+        self.num_workers = check_int(owner, "num_workers", num_workers, 0)
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    @abstractmethod
+    def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
+        """The train, validation and test sets."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Make the three sets (idempotent)."""
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = self.make_splits()
+
+    def _loader(self, dataset: TensorDataset | None, train: bool = False) -> DataLoader[tuple[Tensor, ...]]:
+        assert dataset is not None, "setup() creates the datasets"
+        sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed) if train else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
+        """Shuffled training batches."""
+        self.setup()
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
+        """Validation batches in a fixed order."""
+        self.setup()
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
+        """Test batches in a fixed order."""
+        self.setup()
+        return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
+        """The test inputs in a fixed order."""
+        return self.test_dataloader()
