@@ -16,6 +16,7 @@ from sklearn.metrics import log_loss
 from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from _ddp import ReleaseProcessGroup
 from lit_noise import CalibrationMonitor, ConfigurationError
 from lit_noise.callbacks.monitoring import eval_forward, step_logits
 from lit_noise.examples import Classifier, DigitsDataModule
@@ -334,7 +335,7 @@ def test_ddp_spawn_logs_the_value_of_the_whole_validation_set(tmp_path: Path) ->
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[CalibrationMonitor(num_classes=10, n_bins=10)],
+        callbacks=[CalibrationMonitor(num_classes=10, n_bins=10), ReleaseProcessGroup()],
     )
     trainer.fit(model, dm)
     dm.setup()

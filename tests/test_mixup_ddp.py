@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from _ddp import ReleaseProcessGroup
 from lit_noise import MixupDataModule
 from lit_noise.examples import Classifier, DigitsDataModule
 
@@ -44,7 +45,7 @@ def run(out: Path, seed: int | None) -> list[dict[str, Any]]:
         max_epochs=1,
         limit_train_batches=3,
         limit_val_batches=0,
-        callbacks=[RankWriter(out)],
+        callbacks=[RankWriter(out), ReleaseProcessGroup()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

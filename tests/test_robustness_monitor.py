@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
+from _ddp import ReleaseProcessGroup
 from lit_noise import ConfigurationError
 from lit_noise.callbacks import RobustnessMonitor
 from lit_noise.callbacks.robustness_monitor import area_under_curve
@@ -406,7 +407,10 @@ def test_two_process_ddp_values_equal_the_single_process_values(tmp_path: Path) 
     single = RobustnessMonitor(names, severities)
     pl.Trainer(devices=1, callbacks=[single], **options).validate(model, _loader(x, y), verbose=False)
     trainer = pl.Trainer(
-        devices=2, strategy="ddp_spawn", callbacks=[RobustnessMonitor(names, severities)], **options
+        devices=2,
+        strategy="ddp_spawn",
+        callbacks=[RobustnessMonitor(names, severities), ReleaseProcessGroup()],
+        **options,
     )
     trainer.validate(model, _loader(x, y), verbose=False)
     assert set(single.last_values) <= set(trainer.callback_metrics)

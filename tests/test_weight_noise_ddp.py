@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from _ddp import ReleaseProcessGroup
 from _param_noise_reference import Net, make_loader, snapshot
 from lit_noise import Gaussian, GradientNoise, WeightNoise
 
@@ -36,6 +37,7 @@ def run(out: Path, seed: int = 7) -> list[dict[str, Any]]:
         WeightNoise(Gaussian(std=0.05), relative=True, seed=seed),
         GradientNoise(std=0.01, seed=seed + 1),
         RankWriter(out),  # after WeightNoise: sees the noisy weights at batch start
+        ReleaseProcessGroup(),
     ]
     trainer = pl.Trainer(
         accelerator="cpu",
