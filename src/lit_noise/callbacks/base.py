@@ -16,7 +16,7 @@ from lit_noise._validation import check_int, check_range
 from lit_noise.errors import ConfigurationError
 from lit_noise.schedules import Clock, Schedule
 
-__all__ = ["NoiseCallback", "training_clock"]
+__all__ = ["NoiseCallback", "flushes_logs", "training_clock"]
 
 _SHARDED = ("FSDP", "DeepSpeed", "ModelParallel", "XLAFSDP")
 
@@ -31,6 +31,23 @@ def training_clock(trainer: pl.Trainer, total_steps: float | None = None) -> Clo
     total = trainer.estimated_stepping_batches if total_steps is None else total_steps
     progress = min(step / total, 1.0) if 0 < total < math.inf else 0.0
     return Clock(step=step, epoch=trainer.current_epoch, progress=progress)
+
+
+def flushes_logs(trainer: pl.Trainer, every: int | None = None, epoch_loop: Any = None) -> bool:
+    """Whether Lightning writes step metrics after this training batch (its ``should_update_logs``).
+
+    Lightning flushes when ``(batches_that_stepped + 1) % log_every_n_steps == 0`` or when stopping;
+    ``every`` and ``epoch_loop`` may be passed in cached. Falls back to ``global_step`` if the loop's
+    private counter is ever renamed.
+    """
+    every = int(getattr(trainer, "log_every_n_steps", 50)) if every is None else every
+    if every <= 0:
+        return False
+    loop = trainer.fit_loop.epoch_loop if epoch_loop is None else epoch_loop
+    step = getattr(loop, "_batches_that_stepped", None)
+    if step is None:
+        step = trainer.global_step
+    return (step + 1) % every == 0 or bool(trainer.should_stop)
 
 
 class NoiseCallback(Callback):
@@ -120,14 +137,7 @@ class NoiseCallback(Callback):
         return self._generators.get(device, prefix + (trainer.current_epoch << 32) + batch_idx)
 
     def _should_log(self, trainer: pl.Trainer) -> bool:
-        """Whether Lightning writes step metrics after this batch (its ``should_update_logs``)."""
-        if self._log_every <= 0:
-            return False
-        # Lightning flushes when (batches_that_stepped + 1) % log_every_n_steps == 0 or when stopping.
-        step = getattr(self._epoch_loop, "_batches_that_stepped", None)
-        if step is None:
-            step = trainer.global_step
-        return (step + 1) % self._log_every == 0 or bool(trainer.should_stop)
+        return flushes_logs(trainer, self._log_every, self._epoch_loop)
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: Mapping[str, float]) -> None:
         """Remember ``values`` and log them as ``noise/<name>/<param>`` at the logging interval."""

@@ -17,7 +17,7 @@ from typing_extensions import override
 from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read, write
-from lit_noise.callbacks.base import training_clock
+from lit_noise.callbacks.base import flushes_logs, training_clock
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.mix import (
     MIX_MODES,
@@ -74,17 +74,6 @@ def _minmax_arg(value: Any) -> tuple[float, float] | None:
     return low, high
 
 
-def _flushes_logs(trainer: pl.Trainer) -> bool:
-    """Whether Lightning writes step metrics after this batch (``LoggerConnector.should_update_logs``)."""
-    every = int(getattr(trainer, "log_every_n_steps", 50))
-    if every <= 0:
-        return False
-    step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", None)
-    if step is None:
-        step = trainer.global_step
-    return (step + 1) % every == 0 or bool(trainer.should_stop)
-
-
 def _callbacks(trainer: pl.Trainer) -> list[Callback]:
     """The trainer's callback list (an attribute the callback connector sets)."""
     callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
@@ -108,7 +97,7 @@ class _MixLogger(Callback):
     ) -> None:
         pending = self.datamodule._pending_log
         self.datamodule._pending_log = None
-        if pending is None or not _flushes_logs(trainer):
+        if pending is None or not flushes_logs(trainer):
             return
         values, params = pending
         lam = 1.0 if params is None else params.lam.mean()
