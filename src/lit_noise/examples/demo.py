@@ -24,7 +24,7 @@ from lit_noise.functional import gaussian
 from lit_noise.noise import Gaussian, LabelSmoothing
 from lit_noise.schedules import Linear
 
-__all__ = ["DemoResult", "evaluate", "main", "train"]
+__all__ = ["DemoResult", "evaluate", "main", "run", "train"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ def train(
     return model
 
 
-def main(argv: Sequence[str] | None = None) -> list[DemoResult]:
-    """Command-line entry point; returns the results it prints."""
+def run(argv: Sequence[str] | None = None) -> list[DemoResult]:
+    """Parse ``argv``, train both models, print the table and return the results."""
     parser = argparse.ArgumentParser(prog="lit-noise-demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     parser.add_argument("--backbone", choices=("mlp", "cnn"), default="mlp")
@@ -116,5 +116,11 @@ def main(argv: Sequence[str] | None = None) -> list[DemoResult]:
     return results
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (``lit-noise-demo``); exit status 0."""
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
