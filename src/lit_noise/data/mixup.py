@@ -479,11 +479,11 @@ class MixupDataModule(pl.LightningDataModule):
 
     def _batch_generators(
         self, x: Tensor, epoch: int, batch_idx: int
-    ) -> tuple[torch.Generator, torch.Generator]:
+    ) -> tuple[torch.Generator, torch.Generator | None]:
         """A batch's generators, seeded from (seed, stream, rank, epoch, batch index).
 
-        One on the batch's device (partners, per-sample draws), one on the host (mode ``"batch"``'s
-        single draw).
+        One on the batch's device (partners, per-sample draws), and in mode ``"batch"`` one on the
+        host (its single draw; ``None`` in the other modes, which do not use it).
         """
         seed = self.seed if self.seed is not None else 0
         key = (seed, self._rank)
@@ -491,9 +491,8 @@ class MixupDataModule(pl.LightningDataModule):
             self._seed_prefix = (key, mix_seed(seed, self._stream, self._rank))
         counter = (epoch << 32) + batch_idx
         prefix = self._seed_prefix[1]
-        return self._device_generators.get(x.device, prefix, counter), self._host_generators.get(
-            _CPU, prefix, counter, 1
-        )
+        host = self._host_generators.get(_CPU, prefix, counter, 1) if self.mode == "batch" else None
+        return self._device_generators.get(x.device, prefix, counter), host
 
     def mix_tensors(
         self,

@@ -67,6 +67,31 @@ LamLike = Union[float, Tensor]
 #: One box ``(top, bottom, left, right)`` or a ``(G, 4)`` integer tensor of them.
 BoxesLike = Union[Tensor, Sequence[int]]
 
+# Small constant tensors reused by every batch (extents, coordinate ranges, Beta concentrations),
+# keyed by what they hold and their device. Never modified in place.
+_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
+
+
+def _constant(key: tuple[Any, ...], device: torch.device, make: Any) -> Tensor:
+    """The cached tensor for ``(key, device)``, built by ``make(device)`` on first use."""
+    full_key = (*key, device)
+    value = _CONSTANTS.get(full_key)
+    if value is None:
+        if len(_CONSTANTS) > 256:  # bounded: a few entries per image size and setting in practice
+            _CONSTANTS.clear()
+        value = _CONSTANTS[full_key] = make(device)
+    return value
+
+
+def _extent(height: int, width: int, device: torch.device, dims: int) -> Tensor:
+    """``[height, width]`` as float64, shaped ``(2,) + (1,) * dims``."""
+    shape = (2,) + (1,) * dims
+    return _constant(
+        ("extent", height, width, dims),
+        device,
+        lambda d: torch.tensor([height, width], dtype=torch.float64, device=d).view(shape),
+    )
+
 
 def one_hot_smooth(
     y: Tensor, num_classes: int, smoothing: float = 0.0, dtype: torch.dtype | None = None
@@ -105,6 +130,12 @@ def _beta(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
 
 
+def _beta_full(draws: int, alpha: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """``draws`` Beta(alpha, alpha) draws, as :func:`_beta` of ``draws`` equal alphas."""
+    concentration = torch.full((draws, 2), float(alpha), dtype=torch.float64, device=device)
+    return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+
+
 def sample_lam(
     alpha: float,
     size: int | Sequence[int],
@@ -140,10 +171,8 @@ def _permutation_partners(
             position[-1] = batch_size - 1  # the odd one out is its own partner
         following = perm[position]
     else:
-        following = perm.roll(-1)
-    index = torch.empty_like(perm)
-    index[perm] = following
-    return index, perm
+        following = torch.cat((perm[1:], perm[:1]))  # perm.roll(-1), in one op
+    return torch.empty_like(perm).index_copy_(0, perm, following), perm
 
 
 def partner_index(
@@ -173,34 +202,39 @@ def partner_index(
     return _permutation_partners(batch_size, generator, device, pairs)[0]
 
 
-def _box_corners(
-    lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequence[float] | None
-) -> tuple[Tensor, Tensor]:
-    """Box corners ``(low, high)``, each ``(2, *lam.shape)`` float64 (rows, columns), from uniforms ``u``.
+def _box_corners(lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequence[float] | None) -> Tensor:
+    """Box corners ``(2, 2, *lam.shape)`` float64: (rows, columns) x (low, high), from uniforms ``u``.
 
     ``u`` holds 2 (centre) or, with ``minmax``, 4 (sides, position) float64 uniforms per entry.
     Float64 holds these integers exactly, and ``floor(u * n) <= n - 1`` for ``u < 1``.
     """
-    shape = (2,) + (1,) * lam.ndim
-    extent = torch.tensor([height, width], dtype=torch.float64, device=lam.device).view(shape)
+    extent = _extent(height, width, lam.device, lam.ndim)
     if minmax is None:
-        sizes = (extent * (1.0 - lam.to(torch.float64)).sqrt()).floor_()
-        start = (u[:2] * extent).floor_() - (sizes * 0.5).floor_()
-        return start.clamp(min=0.0), (start + sizes).minimum(extent)
+        sizes = (extent * (1.0 - lam.to(torch.float64)).sqrt_()).floor_()
+        # floor(sizes / 2) of an integer-valued float64 is exact, as floor(sizes * 0.5) was.
+        start = (u[:2] * extent).floor_().sub_(sizes.div(2.0, rounding_mode="floor"))
+        # One clip of both corners to [0, extent]: start < extent and start + sizes >= 0 always.
+        zero = _constant(("zero",), lam.device, lambda d: torch.zeros((), dtype=torch.float64, device=d))
+        return torch.stack((start, start + sizes), dim=1).clamp_(
+            min=zero, max=_extent(height, width, lam.device, lam.ndim + 1)
+        )
     sides = [
         [int(height * minmax[0]), int(height * minmax[1])],
         [int(width * minmax[0]), int(width * minmax[1])],
     ]
+    shape = (2,) + (1,) * lam.ndim
     lo_hi = torch.tensor(sides, dtype=torch.float64, device=lam.device)
     lo, span = lo_hi[:, 0].view(shape), (lo_hi[:, 1] - lo_hi[:, 0]).view(shape)
     sizes = (u[:2] * span).floor_() + lo
     low = (u[2:4] * (extent - sizes + 1.0)).floor_()
-    return low, low + sizes
+    return torch.stack((low, low + sizes), dim=1)
 
 
 def _as_boxes(corners: Tensor) -> Tensor:
     """``(..., 4)`` int64 ``(top, bottom, left, right)`` from corners stacked ``(2, 2, ...)``."""
-    return corners.flatten(0, 1).movedim(0, -1).long()
+    flat = corners.flatten(0, 1)
+    flat = flat.t() if flat.ndim == 2 else flat.movedim(0, -1)
+    return flat.to(torch.int64, memory_format=torch.contiguous_format)
 
 
 def cutmix_boxes(
@@ -226,7 +260,7 @@ def cutmix_boxes(
     """
     rows = 2 if minmax is None else 4
     u = torch.rand((rows, *lam.shape), generator=generator, device=lam.device, dtype=torch.float64)
-    return _as_boxes(torch.stack(_box_corners(lam, u, height, width, minmax), dim=1))
+    return _as_boxes(_box_corners(lam, u, height, width, minmax))
 
 
 def box_lam(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -255,11 +289,34 @@ def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
 
 def _box_ranges(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     """Boolean indicators ``(..., H)`` and ``(..., W)`` of each box's rows and columns."""
-    rows = torch.arange(height, device=boxes.device)
-    cols = torch.arange(width, device=boxes.device)
+    rows = _constant(("arange", height), boxes.device, lambda d: torch.arange(height, device=d))
+    cols = _constant(("arange", width), boxes.device, lambda d: torch.arange(width, device=d))
     in_rows = (rows >= boxes[..., 0:1]) & (rows < boxes[..., 1:2])
     in_cols = (cols >= boxes[..., 2:3]) & (cols < boxes[..., 3:4])
     return in_rows, in_cols
+
+
+def _box_lines(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`_box_ranges` of ``(G, 4)`` boxes as 0/1 floats of ``dtype``, by a table lookup.
+
+    Row ``k`` of the cached table ``steps`` is ``[c >= k for c < L]`` (``L = max(H, W)``), so a
+    range ``[low, high)`` is ``steps[low] - steps[high]``: one gather of whole rows and one
+    subtraction, several times cheaper than broadcast comparisons. Box coordinates are clamped to
+    ``[0, L]`` and empty or reversed ranges to 0, which leaves the comparisons' result unchanged.
+    """
+    if boxes.is_floating_point():  # not integer coordinates: compare as they are
+        in_rows, in_cols = _box_ranges(boxes, height, width)
+        return in_rows.to(dtype), in_cols.to(dtype)
+    size = max(height, width)
+
+    def make_steps(device: torch.device) -> Tensor:
+        coords = torch.arange(size, device=device)
+        return (coords >= torch.arange(size + 1, device=device).unsqueeze(-1)).to(dtype)
+
+    steps = _constant(("steps", size, dtype), boxes.device, make_steps)
+    ends = steps.index_select(0, boxes.clamp(0, size).reshape(-1).long()).view(-1, 2, 2, size)
+    lines = torch.sub(ends[:, :, 0], ends[:, :, 1]).clamp_(min=0.0)
+    return lines[:, 0, :height], lines[:, 1, :width]
 
 
 def _check_index(index: Tensor, batch_size: int) -> None:
@@ -370,8 +427,13 @@ def mix_batch(
         cut = boxes is not None and (use_cutmix is None or bool(host_choice))
         return _mix_one(x, y_soft, index, float(host_lam), host_box if cut else None)
 
-    weights = torch.as_tensor(lam, device=x.device, dtype=None if isinstance(lam, Tensor) else torch.float64)
-    weights = weights.reshape(-1)
+    if isinstance(lam, Tensor) and lam.ndim == 1 and lam.device == x.device:
+        weights = lam
+    else:
+        weights = torch.as_tensor(
+            lam, device=x.device, dtype=None if isinstance(lam, Tensor) else torch.float64
+        )
+        weights = weights.reshape(-1)
     if weights.shape[0] not in (1, batch_size):
         raise ConfigurationError(
             f"mix: `lam` must be a number or hold 1 or {batch_size} (the batch size) values, got"
@@ -385,7 +447,9 @@ def mix_batch(
     else:
         height, width = x.shape[-2], x.shape[-1]
         spatial = (-1,) + (1,) * (x.ndim - 3) + (height, width)
-        box_tensor = torch.as_tensor(boxes, device=x.device).reshape(-1, 4)
+        box_tensor = torch.as_tensor(boxes, device=x.device)
+        if box_tensor.ndim != 2 or box_tensor.shape[-1] != 4:
+            box_tensor = box_tensor.reshape(-1, 4)
         if not x.is_floating_point():
             if use_cutmix is not None:
                 raise ConfigurationError(f"mixup: the inputs must be floating point, got dtype {x.dtype}.")
@@ -395,12 +459,12 @@ def mix_batch(
             # The own-sample weight map (G, H, W) is 1 - rows x cols inside a CutMix box and lam on
             # mixup rows, built by one fused outer product from the boxes' row and column ranges.
             # (A broadcast product plus an in-place add: several times faster than addcmul or where.)
-            in_rows, in_cols = (r.to(x.dtype) for r in _box_ranges(box_tensor, height, width))
             base: Tensor | float = 1.0
             if use_cutmix is not None:
                 choice = use_cutmix.to(device=x.device, dtype=torch.bool).reshape(-1)
-                in_rows = in_rows * choice.view(-1, 1)  # boxes count only where CutMix is chosen
+                box_tensor = box_tensor * choice.view(-1, 1)  # boxes count only where CutMix is chosen
                 base = torch.where(choice, 1.0, weights).to(x.dtype).view(-1, 1, 1)  # own weight outside
+            in_rows, in_cols = _box_lines(box_tensor, height, width, x.dtype)
             own = (in_rows.unsqueeze(-1) * in_cols.neg_().unsqueeze(-2)).add_(base)
             x_mixed = partner.lerp_(x, own.view(spatial))
     y_mixed = y_soft.index_select(0, index).lerp_(y_soft, weights.view(-1, 1).to(y_soft.dtype))
@@ -480,33 +544,44 @@ def _draw(
     use_cut = cutmix_alpha > 0.0 or cutmix_minmax is not None
     rows = 2 + (0 if not use_cut else 2 if cutmix_minmax is None else 4)
     u = torch.rand((rows, draws), generator=generator, device=device, dtype=torch.float64)
-    mixed = u[0] < prob
-    if last_alone:
-        mixed[-1] = False  # the odd sample out of mode "pair" has no partner
+    # `mixed` stays None when every draw mixes (u < 1 <= prob): no mask to build or apply.
+    mixed: Tensor | None = None
+    if prob < 1.0 or last_alone:
+        mixed = u[0] < prob
+        if last_alone:
+            mixed[-1] = False  # the odd sample out of mode "pair" has no partner
     choice: Tensor | None = None
     if use_mixup and use_cut:
         choice = u[1] < switch_prob
-        cut_alpha = torch.tensor(
-            cutmix_alpha if cutmix_minmax is None else 1.0, dtype=torch.float64, device=device
-        )
-        alpha = torch.where(choice, cut_alpha, mixup_alpha)
-        lam = _beta(alpha, generator)
+        cut_alpha = cutmix_alpha if cutmix_minmax is None else 1.0
+        if cut_alpha == mixup_alpha:
+            lam = _beta_full(draws, mixup_alpha, generator, device)
+        else:  # the (draws, 2) Dirichlet concentration straight from the choice
+            cut_pair = _constant(
+                ("pair", float(cut_alpha)),
+                device,
+                lambda d: torch.full((2,), float(cut_alpha), dtype=torch.float64, device=d),
+            )
+            concentration = torch.where(choice.unsqueeze(-1), cut_pair, float(mixup_alpha))
+            lam = torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
     elif use_mixup or (use_cut and cutmix_minmax is None):
-        alpha_value = mixup_alpha if use_mixup else cutmix_alpha
-        lam = _beta(torch.full((draws,), float(alpha_value), dtype=torch.float64, device=device), generator)
+        lam = _beta_full(draws, mixup_alpha if use_mixup else cutmix_alpha, generator, device)
     else:  # CutMix with min-max boxes only (the box sets λ), or nothing active
         lam = torch.ones(draws, dtype=torch.float64, device=device)
-    lam = torch.where(mixed, lam, 1.0)
+    if mixed is not None:
+        lam = torch.where(mixed, lam, 1.0)
     if not use_cut:
         return lam, None, None
     assert spatial_size is not None
     height, width = spatial_size
-    cut = mixed if choice is None else mixed & choice
-    corners = torch.stack(_box_corners(lam, u[2:], height, width, cutmix_minmax), dim=1)  # (2, 2, G)
-    corners = corners * cut  # no box where CutMix is not applied
+    cut = choice if mixed is None else mixed if choice is None else mixed & choice
+    corners = _box_corners(lam, u[2:], height, width, cutmix_minmax)  # (2, 2, G)
+    if cut is not None:
+        corners.mul_(cut)  # no box where CutMix is not applied
     if correct_lam or cutmix_minmax is not None:
-        area = corners.diff(dim=1).prod(0).squeeze(0)
-        lam = torch.where(cut, 1.0 - area / float(height * width), lam)
+        area = (corners[:, 1] - corners[:, 0]).prod(0)
+        box_lams = 1.0 - area / float(height * width)
+        lam = box_lams if cut is None else torch.where(cut, box_lams, lam)
     return lam, choice, _as_boxes(corners)
 
 
