@@ -9,6 +9,8 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 
+from _trainers import quiet_trainer
+
 
 @pytest.fixture(autouse=True)
 def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,18 +28,6 @@ def make_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
     """A quiet CPU Trainer writing under tmp_path; keyword arguments override the defaults."""
 
     def factory(**overrides: Any) -> pl.Trainer:
-        options: dict[str, Any] = {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": 1,
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path),
-            "deterministic": True,
-        }
-        options.update(overrides)
-        return pl.Trainer(**options)
+        return quiet_trainer(**{"default_root_dir": str(tmp_path), **overrides})
 
     return factory

@@ -14,6 +14,7 @@ import scipy.stats as st
 import torch
 from PIL import Image
 
+from _trainers import quiet_trainer
 from lit_noise import ConfigurationError
 from lit_noise.corruptions import (
     CIFAR10_C,
@@ -436,17 +437,7 @@ def shapes_model() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     pl.seed_everything(0, verbose=False)
     dm = ShapesDataModule(batch_size=32, train_size=2000, val_size=500)
     model = Classifier("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=16, lr=3e-3)
-    trainer = pl.Trainer(
-        max_epochs=5,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        deterministic=True,
-    )
+    trainer = quiet_trainer(max_epochs=5, limit_val_batches=0, num_sanity_val_steps=0)
     trainer.fit(model, dm)
     layers = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for layer in layers:

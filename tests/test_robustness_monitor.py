@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from _ddp import ReleaseProcessGroup
+from _trainers import quiet_trainer
 from lit_noise import ConfigurationError
 from lit_noise.callbacks import RobustnessMonitor
 from lit_noise.callbacks.robustness_monitor import area_under_curve
@@ -39,16 +40,7 @@ def _model(seed: int = 0) -> Classifier:
 def trained() -> Classifier:
     """A model trained for a few steps, so accuracies and ECEs are not degenerate."""
     model = _model()
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0, deterministic=False)
     trainer.fit(model, _data())
     return model.eval()
 
@@ -212,15 +204,9 @@ def test_same_values_whatever_the_step_returns_and_the_forward_chunking(
 def _fit(tmp_path: Path, monitor: RobustnessMonitor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     pl.seed_everything(0, verbose=False)
     model = _model()
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_train_batches=3,
-        deterministic=True,
         default_root_dir=str(tmp_path),
         callbacks=[] if monitor is None else [monitor],
     )
