@@ -26,7 +26,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from bench_weight_noise import MODELS, STD, Layers, Setup, Timer, loader, quiet_trainer, report
+from bench_weight_noise import MODELS, STD, Layers, Setup, Timer, flat_views, loader, quiet_trainer, report
 from lit_noise import AnnealedStd, GradientNoise
 
 Step = Callable[[pl.Trainer, pl.LightningModule, int], None]
@@ -40,9 +40,7 @@ def gradient_noise_step(callback: GradientNoise) -> Step:
 
 
 def floor_step(params: list[nn.Parameter]) -> Step:
-    sizes = [p.numel() for p in params]
-    buffer = torch.empty(sum(sizes))
-    noise = [v.view(p.shape) for v, p in zip(buffer.split(sizes), params, strict=True)]
+    buffer, noise = flat_views(params)
     generator = torch.Generator()
 
     @torch.no_grad()

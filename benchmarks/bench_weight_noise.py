@@ -121,11 +121,16 @@ def weight_noise_step(callback: WeightNoise) -> Callable[[pl.Trainer, pl.Lightni
     return step
 
 
-def floor_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
+def flat_views(params: list[nn.Parameter]) -> tuple[Tensor, list[Tensor]]:
+    """One flat float buffer and its views shaped like ``params`` (the floors' preallocated scratch)."""
     sizes = [p.numel() for p in params]
-    buffer, clean_flat = torch.empty(sum(sizes)), torch.empty(sum(sizes))
-    noise = [v.view(p.shape) for v, p in zip(buffer.split(sizes), params, strict=True)]
-    clean = [v.view(p.shape) for v, p in zip(clean_flat.split(sizes), params, strict=True)]
+    buffer = torch.empty(sum(sizes))
+    return buffer, [v.view(p.shape) for v, p in zip(buffer.split(sizes), params, strict=True)]
+
+
+def floor_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
+    buffer, noise = flat_views(params)
+    _, clean = flat_views(params)
     generator = torch.Generator()
 
     @torch.no_grad()
@@ -142,9 +147,7 @@ def floor_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.Lightning
 def floor_regenerate_step(
     params: list[nn.Parameter],
 ) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
-    sizes = [p.numel() for p in params]
-    buffer = torch.empty(sum(sizes))
-    noise = [v.view(p.shape) for v, p in zip(buffer.split(sizes), params, strict=True)]
+    buffer, noise = flat_views(params)
     generator = torch.Generator()
 
     @torch.no_grad()

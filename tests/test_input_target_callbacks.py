@@ -393,13 +393,17 @@ def test_loader_views_of_the_dataset_come_out_unchanged(make_trainer, kind: str)
     assert torch.equal(dataset.y, y_before)
 
 
-def test_bare_tensor_from_an_unbatched_loader_is_refused(make_trainer) -> None:  # type: ignore[no-untyped-def]
+def _bare_tensor_run(make_trainer):  # type: ignore[no-untyped-def]
+    """A dataset of bare-tensor samples, its clean copy, a denoiser, its weights and a noising trainer."""
     dataset = SliceDataset("bare")
-    before = dataset.x.clone()
     model = Denoiser()
     model.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.Unflatten(1, (1, 8, 8)))
-    initial = weights(model)
     trainer = make_trainer(callbacks=[InputNoise(Gaussian(std=0.1), key=None, seed=0)])
+    return dataset, dataset.x.clone(), model, weights(model), trainer
+
+
+def test_bare_tensor_from_an_unbatched_loader_is_refused(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    dataset, before, model, initial, trainer = _bare_tensor_run(make_trainer)
     with pytest.raises(
         ConfigurationError, match=r"training loader has `batch_size=None`.*change the dataset"
     ):
@@ -410,12 +414,7 @@ def test_bare_tensor_from_an_unbatched_loader_is_refused(make_trainer) -> None: 
 
 
 def test_bare_tensor_view_is_refused(make_trainer) -> None:  # type: ignore[no-untyped-def]
-    dataset = SliceDataset("bare")
-    before = dataset.x.clone()
-    model = Denoiser()
-    model.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.Unflatten(1, (1, 8, 8)))
-    initial = weights(model)
-    trainer = make_trainer(callbacks=[InputNoise(Gaussian(std=0.1), key=None, seed=0)])
+    dataset, before, model, initial, trainer = _bare_tensor_run(make_trainer)
     loader = DataLoader(dataset, batch_size=1, collate_fn=lambda samples: samples[0])  # passes the view on
     with pytest.raises(ConfigurationError, match=r"bare tensor that is a view of other storage"):
         trainer.fit(model, train_dataloaders=loader)
