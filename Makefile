@@ -10,7 +10,7 @@ PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_FLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
+.PHONY: help install train report demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -23,10 +23,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install lit_noise with the dev tools
 
-train: $(STAMP) ## Main job: train the example model with and without noise, print clean/noisy accuracy
-	$(BIN)/lit-noise-demo $(ARGS)
+train: $(STAMP) ## Main job: the noise sweep (Hydra multirun, W&B offline runs), then its report
+	@dir=$${SWEEP_DIR:-logs/noise_sweep/multiruns/$$(date +%Y-%m-%d_%H-%M-%S)}; \
+	$(BIN)/lit-noise-train experiment=noise_sweep hydra.sweep.dir=$$dir $(ARGS) && \
+	$(BIN)/lit-noise-report $$dir && \
+	echo "W&B offline runs: $$dir/*/wandb/offline-run-* (upload: $(BIN)/wandb sync <run dir>)"
 
-demo: train ## Alias of train
+report: $(STAMP) ## Report of a sweep: make report DIR=logs/noise_sweep/multiruns/<date>
+	$(BIN)/lit-noise-report $(DIR)
+
+demo: $(STAMP) ## The hand-written demo: train with and without noise, print clean/noisy accuracy
+	$(BIN)/lit-noise-demo $(ARGS)
 
 test: $(STAMP) ## Run the default test suite (unit + doctests, no slow tests)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
@@ -60,5 +67,5 @@ precommit: $(STAMP) ## Run the pre-commit hooks on every file
 	$(BIN)/pre-commit run --all-files
 
 clean: ## Remove caches and run outputs (keeps .venv)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache lightning_logs outputs multirun wandb
+	rm -rf .pytest_cache .mypy_cache .ruff_cache lightning_logs outputs multirun wandb logs
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -48,7 +48,7 @@ def test_missing_keys_list_what_is_available() -> None:
         "InputNoise: `key` 'img' is not in the batch (at 'img'; available: ['image', 'label'])."
     )
     with pytest.raises(
-        ConfigurationError, match=r"`key` '5' is not in the batch \(at 5; available: indices 0\.\.1\)"
+        ConfigurationError, match=r"`key` 5 is not in the batch \(at 5; available: indices 0\.\.1\)"
     ):
         read([torch.zeros(1), torch.zeros(1)], (5,), "InputNoise")
     with pytest.raises(ConfigurationError, match=r"`key` 'inputs\.img' .* available: \['image'\]"):
@@ -62,7 +62,9 @@ def test_keys_that_do_not_address_a_tensor() -> None:
         read({"meta": "abc"}, ("meta",), "InputNoise")
     with pytest.raises(ConfigurationError, match=r"indexes into a tensor .* pass `key=None`"):
         read(torch.zeros(4, 3), (0,), "InputNoise")  # would silently pick the first sample
-    with pytest.raises(ConfigurationError, match=r"the batch must address a tensor, found list"):
+    with pytest.raises(
+        ConfigurationError, match=r"the key is None, so the batch itself must be a tensor, got list"
+    ):
         read([torch.zeros(1)], None, "InputNoise")
 
 
@@ -86,5 +88,36 @@ def test_bare_tensors_in_place_unless_a_view() -> None:
     with pytest.raises(ConfigurationError, match=r"view of other storage .* would change the dataset"):
         write(view, None, torch.ones(3, 2), "InputNoise")
     assert torch.equal(storage, torch.zeros(10, 2))
-    with pytest.raises(ConfigurationError, match=r"`key=None` needs a bare tensor batch, got list"):
+    with pytest.raises(
+        ConfigurationError, match=r"the key is None, so the batch itself must be a tensor, got list"
+    ):
         write([torch.zeros(1)], None, torch.ones(1), "InputNoise")
+
+
+def test_errors_name_the_argument_and_show_the_key_as_given() -> None:
+    """One style: the argument's name in backticks, the key as the user wrote it as a repr."""
+    batch = {"inputs": {"image": torch.zeros(1)}, "label": torch.zeros(1)}
+    with pytest.raises(ConfigurationError) as info:
+        read(batch, normalize_key("inputs.img", "MixupDataModule", "input_key"), "MixupDataModule")
+    assert str(info.value) == (
+        "MixupDataModule: `input_key` 'inputs.img' is not in the batch (at 'img'; available: ['image'])."
+    )
+    with pytest.raises(ConfigurationError) as info:
+        read(
+            batch, normalize_key(["inputs", "img"], "CalibrationMonitor", "target_key"), "CalibrationMonitor"
+        )
+    assert "`target_key` ['inputs', 'img'] is not in the batch" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        read([torch.zeros(1)], normalize_key(3, "InputNoise"), "InputNoise")
+    assert "`key` 3 is not in the batch (at 3; available: indices 0..0)" in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"`target_key` 'label\.0' indexes into a tensor \(at 0\)"):
+        read(batch, normalize_key("label.0", "X", "target_key"), "X")
+    with pytest.raises(
+        ConfigurationError, match=r"X: `target_key` 'inputs' must address a tensor, found dict"
+    ):
+        read(batch, normalize_key("inputs", "X", "target_key"), "X")
+    with pytest.raises(
+        ConfigurationError, match=r"X: `input_key` must be an int, a str, a path .*, got 1\.5"
+    ):
+        normalize_key(1.5, "X", "input_key")  # type: ignore[arg-type]
+    assert normalize_key("inputs.0", "X", "input_key") == ("inputs", 0)  # still a plain tuple path

@@ -273,6 +273,8 @@ def test_missing_batch_key_is_a_clear_error(make_trainer: MakeTrainer) -> None:
         ({"num_classes": 10, "input_format": "softmax"}, "`input_format`"),
         ({"num_classes": 10, "n_fine_bins": 0}, "`n_fine_bins`"),
         ({"num_classes": 10, "target_key": True}, "`target_key`"),
+        ({"num_classes": 10, "forward_fn": 1.5}, "`forward_fn` must be None, the name of a method"),
+        ({"num_classes": 10, "summaries": {"val/acc": "top"}}, "`summaries` must be a mapping"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -307,6 +309,188 @@ def test_wandb_logger_receives_the_reliability_diagram(make_trainer: MakeTrainer
     assert any("reliability" in p.name for p in images)
     tables = list((run_dir / "media" / "table").rglob("*.table.json"))
     assert any("reliability_table" in p.name for p in tables)
+    assert not (tmp_path / "figures").exists()
+
+
+def test_figures_go_to_the_csv_logger_beside_wandb_and_summaries_leave_val_acc_alone(
+    make_trainer: MakeTrainer, tmp_path: Path
+) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    wandb_logger = WandbLogger(save_dir=str(tmp_path / "wandb"), project="lit-noise-test", offline=True)
+    csv_logger = CSVLogger(str(tmp_path / "logs"), name="run", version=0)
+    run = wandb_logger.experiment
+    defined: list[tuple[str, Any]] = []
+    define_metric = run.define_metric
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        defined.append((name, kwargs.get("summary")))
+        return define_metric(name, *args, **kwargs)
+
+    run.define_metric = spy
+    try:
+        trainer = _fit(
+            make_trainer,
+            Classifier(),
+            CalibrationMonitor(num_classes=10),
+            logger=[wandb_logger, csv_logger],
+            limit_train_batches=2,
+        )
+        run_dir = Path(run.dir)
+    finally:
+        run.finish()
+    figures = Path(csv_logger.log_dir) / "figures" / "val" / "cal"
+    assert [p.name for p in (figures / "reliability").glob("*.png")] == ["epoch0000-step0000002.png"]
+    assert len(list((figures / "reliability_table").glob("*.csv"))) == 1
+    assert any("reliability" in p.name for p in (run_dir / "media" / "images").rglob("*.png"))
+    assert defined == [("val/cal/ece", "min")]  # the user's val/acc summary is not touched
+    assert "val/cal/ece" in trainer.callback_metrics
+
+
+def test_summaries_of_your_own_metrics_on_request(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(save_dir=str(tmp_path), project="lit-noise-test", offline=True)
+    run = logger.experiment
+    defined: list[tuple[str, Any]] = []
+    define_metric = run.define_metric
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        defined.append((name, kwargs.get("summary")))
+        return define_metric(name, *args, **kwargs)
+
+    run.define_metric = spy
+    trainer = pl.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False)
+    try:
+        monitor = CalibrationMonitor(10, summaries={"val/acc": "max", "val/cal/nll": "min"})
+        monitor.on_fit_start(trainer, Classifier())
+        CalibrationMonitor(10, stages=["test"]).on_fit_start(trainer, Classifier())  # no val: nothing
+    finally:
+        run.finish()
+    assert defined == [("val/acc", "max"), ("val/cal/nll", "min")]
+    with pytest.warns(UserWarning, match="CalibrationMonitor: `summaries`.*no WandbLogger"):
+        monitor.on_fit_start(pl.Trainer(logger=False, enable_progress_bar=False), Classifier())
+
+
+class _Regressor(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(64, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.net(x.flatten(1))
+        return out
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return nn.functional.mse_loss(self(batch[0]).squeeze(1), batch[1].float())
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return self.forward(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("sanity", [2, 0])
+def test_regression_is_refused_before_training(make_trainer: MakeTrainer, sanity: int) -> None:
+    dm = DigitsDataModule()
+    dm.setup()
+    assert dm.train_set is not None
+    assert dm.val_set is not None
+    as_regression = [
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y.float()), batch_size=32)
+        for x, y in (dm.train_set.tensors, dm.val_set.tensors)
+    ]
+    model = _Regressor()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = make_trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        num_sanity_val_steps=sanity,
+        callbacks=[CalibrationMonitor(num_classes=10, log_figures=False)],
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"^CalibrationMonitor measures classification accuracy"
+    ) as info:
+        trainer.fit(model, as_regression[0], as_regression[1])
+    message = str(info.value)
+    assert "torch.float32 of shape (32,)" in message
+    assert ("shape (32, 1) (width 1)" in message) == (sanity > 0)  # without a sanity check: the targets
+    assert trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _TwoInputs(SilentClassifier):
+    """A forward that needs a second argument; a step that returns nothing."""
+
+    def forward(self, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        out: Tensor = self.net(x) * scale
+        return out
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.forward(x, 1.0)
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return nn.functional.cross_entropy(self.logits(batch[0]), batch[1])
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:  # type: ignore[override]
+        self.log("val/loss", nn.functional.cross_entropy(self.logits(batch[0]), batch[1]))
+
+
+def test_forward_that_needs_more_than_the_input_is_a_clear_error_and_forward_fn_fixes_it(
+    make_trainer: MakeTrainer,
+) -> None:
+    pl.seed_everything(0)
+    model = _TwoInputs()
+    trainer = make_trainer(
+        max_epochs=1, limit_train_batches=2, callbacks=[CalibrationMonitor(10, log_figures=False)]
+    )
+    with pytest.raises(
+        ConfigurationError,
+        match=r"_TwoInputs.forward\(x\).*TypeError.*return the logits from the evaluation step.*`forward_fn`",
+    ) as info:
+        trainer.fit(model, DigitsDataModule())
+    assert isinstance(info.value.__cause__, TypeError)
+    assert trainer.global_step == 0
+    values = []
+    for forward_fn in ("logits", lambda module, x: module(x, 1.0)):
+        pl.seed_everything(0)
+        trainer = _fit(
+            make_trainer,
+            _TwoInputs(),
+            CalibrationMonitor(10, log_figures=False, forward_fn=forward_fn),
+            limit_train_batches=2,
+        )
+        values.append({k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS})
+    pl.seed_everything(0)
+    plain = _fit(
+        make_trainer, SilentClassifier(), CalibrationMonitor(10, log_figures=False), limit_train_batches=2
+    )
+    assert values[0] == values[1] == {k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS}
+
+
+def test_without_matplotlib_figures_are_refused_and_log_figures_false_runs(
+    make_trainer: MakeTrainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from lit_noise._optional import MissingDependencyError
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] or [
+        "matplotlib"
+    ]:
+        monkeypatch.setitem(sys.modules, name, None)  # any import of matplotlib now fails
+    with pytest.raises(
+        MissingDependencyError, match=r"log_figures=True \(pass log_figures=False.*lit-noise\[plots\]"
+    ):
+        CalibrationMonitor(num_classes=10)
+    trainer = _fit(
+        make_trainer,
+        Classifier(),
+        CalibrationMonitor(num_classes=10, log_figures=False),
+        limit_train_batches=2,
+    )
+    assert "val/cal/ece" in trainer.callback_metrics
     assert not (tmp_path / "figures").exists()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,9 @@ from _param_noise_reference import (
     make_loader,
     reference_loop,
 )
+from _trainers import quiet_trainer
 from lit_noise import AnnealedStd, ConfigurationError, Gaussian, GradientNoise, Linear, WeightNoise
+from lit_noise.functional.params import FlatLayout
 
 ANNEALED = AnnealedStd(eta=0.01, gamma=0.55)
 
@@ -247,3 +250,141 @@ def test_state_holds_seed_and_scale() -> None:
     other.load_state_dict(noise.state_dict())
     assert (other.seed, other.scale) == (4, 0.5)
     assert noise.state_key != GradientNoise(0.1, name="other").state_key
+
+
+# ============================================================================ relative mode
+
+
+class AllGrads(pl.Callback):
+    """Every parameter's gradient (``None`` where it has none) at each optimizer step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Tensor | None]] = []
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        self.steps.append(
+            {n: None if p.grad is None else p.grad.detach().clone() for n, p in pl_module.named_parameters()}
+        )
+
+
+class ScaledWide(Wide):
+    """Wide with a loss multiplier and a parameter whose gradient is exactly zero."""
+
+    def __init__(self, loss_scale: float = 1.0) -> None:
+        super().__init__()
+        self.loss_scale = loss_scale
+        self.flat = nn.Parameter(torch.ones(300))  # d(0 * sum)/d flat = 0 everywhere
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return super().training_step(batch, batch_idx) * self.loss_scale + 0.0 * self.flat.sum()
+
+
+Grads = list[dict[str, Tensor | None]]
+RUNS: dict[str, tuple[float, dict[str, Any]]] = {  # name: (loss scale, GradientNoise arguments)
+    "absolute": (1.0, {"std": 1.0}),
+    "tensor": (1.0, {"std": 0.3, "relative": "tensor"}),
+    "tensor x10": (10.0, {"std": 0.3, "relative": "tensor"}),
+    "global": (1.0, {"std": 0.3, "relative": "global"}),
+}
+
+
+@pytest.fixture(scope="module")
+def relative_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Grads, Grads]]:
+    """Clean and noisy gradients of 3 steps of ScaledWide for each of RUNS (seed 7: the same draws)."""
+    out = {}
+    for name, (loss_scale, kw) in RUNS.items():
+        before, after = AllGrads(), AllGrads()
+        trainer = quiet_trainer(
+            default_root_dir=str(tmp_path_factory.mktemp("relative")),
+            callbacks=[before, GradientNoise(seed=7, **kw), after],
+            limit_train_batches=3,
+            limit_val_batches=0,
+        )
+        trainer.fit(ScaledWide(loss_scale), make_loader())
+        out[name] = before.steps, after.steps
+    return out
+
+
+def rms(t: Tensor) -> float:
+    return t.double().square().mean().sqrt().item()
+
+
+def assert_noise_close(got: Tensor, want: Tensor, grads: Sequence[Tensor]) -> None:
+    """``got`` = fl(g + n) - g carries the rounding of the sum: up to one float32 ulp of |g + n|."""
+    ulp = 2 * torch.finfo(torch.float32).eps * max(g.abs().max().item() for g in grads)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=ulp + want.abs().max().item() * 1e-5)
+
+
+def test_relative_is_validated() -> None:
+    assert GradientNoise(0.1).relative is False
+    assert GradientNoise(0.1, relative=True).relative == "tensor"
+    assert GradientNoise(0.1, relative="global").relative == "global"
+    for bad in ("layer", 1, None, "True"):
+        with pytest.raises(ConfigurationError, match=r"GradientNoise: `relative` must be False, 'tensor'"):
+            GradientNoise(0.1, relative=bad)
+
+
+@pytest.mark.parametrize("mode", ["tensor", "global"])
+def test_relative_noise_is_the_absolute_draw_times_the_rms(
+    relative_runs: dict[str, tuple[Grads, Grads]], mode: str
+) -> None:
+    # Step 0 of two runs from the same weights and seed: same clean gradients, same draw.
+    clean, absolute = relative_runs["absolute"]
+    _, relative = relative_runs[mode]
+    grads = {n: g for n, g in clean[0].items() if g is not None}
+    assert "unused" not in grads  # no gradient ...
+    assert relative[0]["unused"] is None  # ... and none given
+    total = sum(g.double().square().sum().item() for g in grads.values())
+    global_rms = (total / sum(g.numel() for g in grads.values())) ** 0.5
+    for name, g in grads.items():
+        unit = absolute[0][name] - g  # type: ignore[operator]
+        factor = 0.3 * (rms(g) if mode == "tensor" else global_rms)
+        assert_noise_close(relative[0][name] - g, unit * factor, [g])  # type: ignore[operator]
+    if mode == "tensor":  # a zero gradient gets no noise; under "global" it gets the common scale
+        assert torch.equal(relative[0]["flat"], torch.zeros(300))  # type: ignore[arg-type]
+    else:
+        assert relative[0]["flat"].ne(0).all()  # type: ignore[union-attr]
+
+
+def test_relative_noise_has_the_chi_distributed_spread(relative_runs: dict[str, tuple[Grads, Grads]]) -> None:
+    """Over n elements, n * (rms(noise) / (std * rms(g)))^2 is chi-squared with n degrees of freedom."""
+    from scipy.stats import chi2
+
+    clean, noisy = relative_runs["tensor"]
+    assert len(clean) == 3
+    for before, after in zip(clean, noisy, strict=True):
+        for name, g in before.items():
+            if g is None or not g.any():
+                continue
+            n = g.numel()
+            ratio = rms(after[name] - g) / (0.3 * rms(g))  # type: ignore[operator]
+            low, high = chi2.ppf(1e-6, n) / n, chi2.ppf(1 - 1e-6, n) / n
+            assert low < ratio**2 < high, (name, n, ratio)
+            if n >= 10_000:  # wide.weight: within 2 %
+                assert ratio == pytest.approx(1.0, abs=0.02)
+
+
+def test_relative_noise_scales_with_the_gradient(relative_runs: dict[str, tuple[Grads, Grads]]) -> None:
+    clean, noisy = relative_runs["tensor"]
+    clean10, noisy10 = relative_runs["tensor x10"]
+    g, g10 = clean[0]["wide.weight"], clean10[0]["wide.weight"]
+    torch.testing.assert_close(g10, 10 * g, rtol=1e-5, atol=0.0)  # type: ignore[operator]
+    noise, noise10 = noisy[0]["wide.weight"] - g, noisy10[0]["wide.weight"] - g10  # type: ignore[operator]
+    assert_noise_close(noise10, 10 * noise, [g10])  # type: ignore[list-item]
+
+
+def test_layout_rms_per_tensor_and_global_across_chunks() -> None:
+    shapes = [(5,), (3,), (7,), (2, 1)]
+    layout = FlatLayout([torch.zeros(s) for s in shapes], chunk_numel=8)
+    assert [len(c.indices) for c in layout.chunks] == [2, 1, 1]  # 5 + 3 | 7 | 2
+    g = torch.Generator().manual_seed(0)
+    targets: list[Tensor | None] = [torch.randn(s, generator=g) for s in shapes]
+    targets[1] = None
+    per_tensor = torch.cat(layout.rms(targets))
+    want = [0.0 if t is None else float(np.sqrt(np.mean(t.numpy() ** 2))) for t in targets]
+    np.testing.assert_allclose(per_tensor.numpy(), want, rtol=1e-6)
+    present = np.concatenate([t.numpy().ravel() for t in targets if t is not None])
+    overall = torch.cat(layout.rms(targets, per_tensor=False))
+    np.testing.assert_allclose(overall.numpy(), [np.sqrt(np.mean(present**2))] * 4, rtol=1e-6)

@@ -24,6 +24,7 @@ from lit_noise import (
     InputNoise,
     LabelSmoothing,
     Linear,
+    Mask,
     Piecewise,
     SoftLabels,
     SymmetricFlip,
@@ -458,7 +459,7 @@ def digits_loader() -> DataLoader[Any]:
             TinyModule,
             digits_loader,
             {},
-            r"InputNoise: `key` '5' is not in the batch \(at 5; available: indices 0\.\.1\)",
+            r"InputNoise: `key` 5 is not in the batch \(at 5; available: indices 0\.\.1\)",
         ),
         (
             lambda: InputNoise(Gaussian(std=0.1), key="img"),
@@ -489,6 +490,14 @@ def digits_loader() -> DataLoader[Any]:
             {},
             r"SymmetricFlip acts on class labels, so a float target must be a \(B, C, \.\.\.\) class"
             r" distribution with C = `num_classes` \(10\); got shape \(32, 1, 8, 8\)",
+        ),
+        (
+            lambda: InputNoise(Mask(p=0.1, value=0), key=1, clamp=(0, 1)),
+            TinyModule,
+            digits_loader,
+            {},
+            r"InputNoise: `clamp` \[0\.0, 1\.0\] clips floating inputs, but the input at `key` 1 has dtype"
+            r" torch\.int64",
         ),
         (
             lambda: InputNoise(Gaussian(std=Linear(start=0.0, end=0.1, until=1.0))),
@@ -647,3 +656,13 @@ def test_gaussian_noise_on_regression_targets(make_trainer) -> None:  # type: ig
     assert abs(delta.mean().item() - 0.1) <= Z * 0.05 / math.sqrt(delta.numel())
     assert abs(delta.std().item() - 0.05) <= Z * 0.05 / math.sqrt(2 * delta.numel())
     assert torch.equal(dataset.tensors[1], y)
+
+
+def test_sample_probability_does_not_hide_the_noise_rate(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    # SymmetricFlip's own `p` and the callback's per-sample `p` are both logged, under different keys.
+    flip = TargetNoise(SymmetricFlip(p=0.2), num_classes=10, p=0.5, seed=0)
+    gated = InputNoise(Gaussian(std=0.1), p=0.25, seed=0)
+    trainer = make_trainer(callbacks=[flip, gated], limit_train_batches=2, limit_val_batches=0)
+    trainer.fit(Classifier(), DigitsDataModule(batch_size=32))
+    assert flip.last_values == {"p": 0.2, "sample_p": 0.5}
+    assert gated.last_values == {"std": 0.1, "mean": 0.0, "p": 0.25}

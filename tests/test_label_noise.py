@@ -221,3 +221,84 @@ def test_transition_matrix_errors(matrix: list[list[float]], fragment: str) -> N
     assert fragment in str(info.value)
     with pytest.raises(ConfigurationError, match=r"`num_classes` must be 2 \(the matrix's size\), got 3"):
         TransitionMatrix([[1.0, 0.0], [0.0, 1.0]], num_classes=3)
+
+
+# --------------------------------------------------------------------------- ignore_index (padding)
+
+
+def padded(num_classes: int = 5, pad: int = -100) -> torch.Tensor:
+    """(40, 50) labels with padding at the end of each row."""
+    y = torch.randint(0, num_classes, (40, 50), generator=gen(4))
+    lengths = torch.randint(1, 51, (40, 1), generator=gen(5))
+    return y.masked_fill(torch.arange(50) >= lengths, pad)
+
+
+def test_functional_flips_keep_ignored_labels_and_draw_the_same_for_the_others() -> None:
+    y = padded()
+    keep = y != -100
+    matrix = torch.tensor([[0.0, 0.5, 0.5, 0.0, 0.0]] * 5)
+    for flip, reference in (
+        (LF.symmetric_flip(y, 1.0, 5, gen(), ignore_index=-100), LF.symmetric_flip(y, 1.0, 5, gen())),
+        (LF.pair_flip(y, 1.0, 5, gen(), ignore_index=-100), LF.pair_flip(y, 1.0, 5, gen())),
+        # without ignore_index, -100 would index the matrix: compare with the padding replaced
+        (
+            LF.transition_flip(y, matrix, gen(), ignore_index=-100),
+            LF.transition_flip(y.clamp(min=0), matrix, gen()),
+        ),
+    ):
+        assert torch.equal(flip[~keep], y[~keep])
+        assert torch.equal(flip[keep], reference[keep])
+    assert torch.equal(LF.pair_flip(y, 1.0, 5, ignore_index=-100)[keep], (y[keep] + 1) % 5)
+
+
+def test_smooth_one_hot_gives_ignored_labels_zero_rows() -> None:
+    y = padded()
+    out = LF.smooth_one_hot(y, 5, 0.2, ignore_index=-100)
+    assert out.shape == (40, 5, 50)
+    rows = out.movedim(1, -1)
+    assert torch.equal(rows[y == -100], torch.zeros(int((y == -100).sum()), 5))
+    expected = torch.full((int((y != -100).sum()), 5), 0.04)
+    expected[torch.arange(len(expected)), y[y != -100]] = 0.84
+    torch.testing.assert_close(rows[y != -100], expected, rtol=0, atol=1e-7)
+    assert torch.equal(
+        LF.smooth_one_hot(y.clamp(min=0), 5, 0.2, ignore_index=-100),
+        LF.smooth_one_hot(y.clamp(min=0), 5, 0.2),
+    )
+
+
+@pytest.mark.parametrize("pad", [-100, 0])
+def test_label_noises_leave_ignored_positions_bit_identical(pad: int) -> None:
+    y = padded()
+    if pad == 0:  # a pad id inside the class range: class 0 only at the padding
+        y = y.masked_fill(y == 0, 1).masked_fill(y == -100, 0)
+    keep = y != pad
+    incoming = SoftLabels(torch.rand(40, 5, 50, generator=gen(6)).softmax(1), y)
+    smoothed = LabelSmoothing(eps=0.3, num_classes=5, ignore_index=pad)(incoming)
+    rows, before = smoothed.soft.movedim(1, -1), incoming.soft.movedim(1, -1)
+    assert torch.equal(rows[~keep], before[~keep])
+    torch.testing.assert_close(rows[keep], 0.7 * before[keep] + 0.06)
+    assert torch.equal(smoothed.hard, y)
+    flipped = SymmetricFlip(p=1.0, num_classes=5, ignore_index=pad)(incoming, generator=gen())
+    assert torch.equal(flipped.hard[~keep], y[~keep])
+    assert torch.equal(flipped.soft.movedim(1, -1)[~keep], before[~keep])
+    assert (flipped.hard[keep] != y[keep]).all()
+    for noise in (
+        PairFlip(p=1.0, num_classes=5, ignore_index=pad),
+        TransitionMatrix([[0.0, 1.0, 0.0, 0.0, 0.0]] * 5, ignore_index=pad),
+    ):
+        out = noise(y, generator=gen())
+        assert torch.equal(out[~keep], y[~keep])
+
+
+def test_ignore_index_none_noises_every_label() -> None:
+    y = torch.tensor([0, 0, 1, 2])  # 0 is a pad id here, but ignore_index=None treats it as a class
+    assert torch.equal(PairFlip(p=1.0, num_classes=3, ignore_index=None)(y), torch.tensor([1, 1, 2, 0]))
+    assert torch.equal(PairFlip(p=1.0, num_classes=3, ignore_index=0)(y), torch.tensor([0, 0, 2, 0]))
+    smoothed = LabelSmoothing(eps=0.3, num_classes=3, ignore_index=None)(y)
+    assert (smoothed.soft.sum(1) > 0.99).all()
+
+
+def test_ignored_labels_off_the_cpu_are_masked_without_a_host_sync() -> None:
+    y = torch.zeros(4, 3, dtype=torch.long, device="meta")  # reading a value (int(y.min())) would raise
+    assert LF.smooth_one_hot(y, 5, 0.1, ignore_index=-100).shape == (4, 5, 3)
+    assert LF.symmetric_flip(y, 0.5, 5, ignore_index=-100).shape == (4, 3)

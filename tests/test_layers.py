@@ -135,10 +135,9 @@ def test_schedule_driven_by_the_trainer(make_trainer, tmp_path: Path) -> None:  
     for row in rows:
         step, epoch = int(row["step"]), int(row["epoch"])
         assert float(row["noise/layers/input_noise/std"]) == pytest.approx(std(Clock(step=step)), abs=1e-6)
-        expected_rate = rate(Clock(epoch=epoch))
-        assert float(row["noise/layers/dropout/std"]) == pytest.approx(
-            math.sqrt(expected_rate / (1 - expected_rate)), abs=1e-6
-        )
+        # GaussianDropout is logged as its rate (the argument it was built with), not as its std.
+        assert float(row["noise/layers/dropout/rate"]) == pytest.approx(rate(Clock(epoch=epoch)), abs=1e-6)
+        assert "noise/layers/dropout/std" not in row
     assert model.input_noise.clock is None
     assert model.input_noise.generator is None
 
@@ -187,3 +186,19 @@ def test_layer_scales_are_checkpointed_and_callback_scale_applies(make_trainer) 
     older.load_state_dict({"scale": 0.5})  # keys missing from an older checkpoint keep their defaults
     assert (older.seed, older.scale) == (4, 0.5)
     assert NoiseLayerSchedule(name="a").state_key != NoiseLayerSchedule(name="b").state_key
+
+
+@pytest.mark.parametrize(("rate", "scale"), [(0.2, 1.0), (0.2, 0.5), (0.5, 2.0), (0.0, 3.0)])
+def test_gaussian_dropout_reports_the_rate_of_the_noise_it_applies(rate: float, scale: float) -> None:
+    layer = GaussianDropout(rate=rate, scale=scale).train()
+    # Keras' rule: multiplicative noise of std sqrt(rate / (1 - rate)); `scale` multiplies the std.
+    std = scale * math.sqrt(rate / (1 - rate))
+    equivalent = std**2 / (1 + std**2)  # the dropout rate whose Keras std is `std`
+    assert layer.current() == {"rate": pytest.approx(equivalent, rel=1e-12, abs=1e-15)}
+    if scale == 1.0:
+        assert layer.current() == {"rate": rate}  # exactly the argument, no round trip through the std
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    factor = layer(x).double()
+    assert abs(factor.std().item() - std) <= Z * max(std, 1e-9) / math.sqrt(2 * x.numel())
+    assert repr(layer) == f"GaussianDropout(rate={rate!r})"

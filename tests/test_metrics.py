@@ -361,6 +361,59 @@ def test_nll_soft_targets_are_cross_entropy() -> None:
     assert float(negative_log_likelihood(logits.double(), soft, 4)) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("input_format", ["logits", "auto"])
+def test_nll_of_logits_is_cross_entropy(input_format: str) -> None:
+    """Confident logits (a trained model's): the NLL is F.cross_entropy, not the clamped-softmax loss.
+
+    Clamping float32 softmax probabilities into [eps, 1 - eps] costs at most -log(eps) = 15.9 per
+    sample and rounds log(p) near 1: on these logits it is off from the fourth digit on.
+    """
+    g = torch.Generator().manual_seed(29)
+    logits = torch.randn(600, 10, generator=g) * 12.0
+    target = torch.randint(0, 10, (600,), generator=g)
+    exact = torch.nn.functional.cross_entropy(logits.double(), target)  # float64 oracle
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    metric = NegativeLogLikelihood(10, input_format=input_format)  # type: ignore[arg-type]
+    for x, y in zip(logits.split(128), target.split(128), strict=True):
+        metric.update(x, y)
+    for value in (metric.compute(), negative_log_likelihood(logits, target, 10, input_format=input_format)):  # type: ignore[arg-type]
+        torch.testing.assert_close(value, loss)  # float32 tolerance
+        torch.testing.assert_close(value.double(), exact, rtol=1e-6, atol=0.0)
+    # float64 logits: the float64 sum of the per-sample losses equals cross-entropy's, to float64 precision
+    metric64 = NegativeLogLikelihood(10, input_format=input_format)  # type: ignore[arg-type]
+    metric64.update(logits.double(), target)
+    torch.testing.assert_close(
+        metric64.total, torch.nn.functional.cross_entropy(logits.double(), target, reduction="sum")
+    )
+    # soft targets and (N, C, L) outputs: cross_entropy with the distribution, per position
+    soft = torch.rand(600, 10, generator=g).softmax(1)
+    torch.testing.assert_close(
+        negative_log_likelihood(logits, SoftLabels(soft), 10, input_format=input_format),  # type: ignore[arg-type]
+        torch.nn.functional.cross_entropy(logits, soft),
+    )
+    sequence, labels = logits.view(60, 10, 10).transpose(1, 2), target.view(60, 10)  # (N, C, L), (N, L)
+    torch.testing.assert_close(
+        negative_log_likelihood(sequence, labels, 10, input_format=input_format),  # type: ignore[arg-type]
+        torch.nn.functional.cross_entropy(sequence, labels),
+    )
+
+
+def test_nll_eps_clamps_probabilities_only() -> None:
+    probs = torch.tensor([[0.0, 1.0], [0.5, 0.5]], dtype=torch.float64)
+    target = torch.tensor([0, 1])
+    expected = -(np.log(1e-3) + np.log(0.5)) / 2  # the zero probability costs -log(eps)
+    assert float(negative_log_likelihood(probs, target, 2, eps=1e-3)) == pytest.approx(expected)
+    metric = NegativeLogLikelihood(2, eps=1e-3, input_format="probs")
+    metric.update(probs, target)
+    assert float(metric.compute()) == pytest.approx(expected)
+    logits = torch.tensor([[30.0, -30.0]])  # p(class 1) = exp(-60): its NLL is 60, beyond any clamp
+    assert float(negative_log_likelihood(logits, torch.tensor([1]), 2)) == pytest.approx(60.0)
+    with pytest.raises(
+        ConfigurationError, match=r"NegativeLogLikelihood: `eps` must be None with input_format='logits'"
+    ):
+        NegativeLogLikelihood(2, eps=1e-3, input_format="logits")
+
+
 # ------------------------------------------------------------------------------------------------
 # reliability diagram
 
@@ -458,6 +511,19 @@ def test_bad_inputs_raise_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="distribution of shape \\(5, 2\\)"):
         NegativeLogLikelihood(2).update(torch.randn(5, 2), torch.rand(5, 3))
     assert float(metric.count.sum()) == 0  # nothing was accumulated by the failed updates
+
+
+def test_soft_labels_of_the_wrong_width_are_reported_as_such() -> None:
+    """Not as 'class indices outside [0, 2]' (their argmax) nor as a bare float tensor."""
+    wrong = SoftLabels(torch.rand(8, 4, generator=torch.Generator().manual_seed(0)).softmax(1))
+    expected = (
+        "`target` must be class indices of shape (8,), SoftLabels, or a float distribution of shape"
+        " (8, 3); got SoftLabels whose distribution has shape (8, 4)."
+    )
+    for metric in (CalibrationError(3), NegativeLogLikelihood(3), BrierScore(3)):
+        with pytest.raises(ConfigurationError) as info:
+            metric.update(torch.randn(8, 3), wrong)
+        assert str(info.value) == f"{type(metric).__name__}: {expected}"
 
 
 def test_compute_before_update_is_zero_and_reset_clears() -> None:

@@ -332,6 +332,35 @@ def test_lambda_follows_beta_alpha_alpha(alpha: float) -> None:
     assert stats.kstest(lam.double().numpy(), stats.beta(alpha * 2, alpha * 2).cdf).pvalue < 1e-3
 
 
+@pytest.mark.parametrize("mode", ["elem", "batch"])
+def test_mixup_and_cutmix_lambdas_follow_each_methods_own_beta_law(mode: str) -> None:
+    """Both methods on, different alphas: mixup's λ ~ Beta(0.2, 0.2), CutMix's λ ~ Beta(2, 2).
+
+    ``correct_lam=False`` keeps CutMix's drawn λ (not the pasted area). Swapping the two laws must
+    be rejected, so a mix-up of the alphas cannot pass.
+    """
+    mixup_alpha, cutmix_alpha = 0.2, 2.0
+    options = {
+        "mixup_alpha": mixup_alpha,
+        "cutmix_alpha": cutmix_alpha,
+        "switch_prob": 0.5,
+        "correct_lam": False,
+        "spatial_size": (16, 16),
+    }
+    if mode == "elem":
+        draws = [sample_mix_params(500, _gen(40 + k), mode="elem", **options) for k in range(8)]
+    else:
+        draws = [sample_mix_params(2, _gen(1000 + k), mode="batch", **options) for k in range(1000)]
+    lam = torch.cat([d.lam.reshape(-1) for d in draws]).double().numpy()
+    cut = torch.cat([d.use_cutmix.reshape(-1) for d in draws]).numpy()  # type: ignore[union-attr]
+    assert 0.4 < cut.mean() < 0.6
+    for chosen, own, other in ((~cut, mixup_alpha, cutmix_alpha), (cut, cutmix_alpha, mixup_alpha)):
+        values = lam[chosen]
+        assert len(values) > 300
+        assert stats.kstest(values, stats.beta(own, own).cdf).pvalue > 1e-3
+        assert stats.kstest(values, stats.beta(other, other).cdf).pvalue < 1e-6
+
+
 def test_prob_gates_mixing_at_the_requested_rate() -> None:
     n, p = 20_000, 0.3
     params = sample_mix_params(n, _gen(1), mode="elem", mixup_alpha=1.0, prob=p)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
+from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -169,6 +170,42 @@ def test_each_batch_is_the_replay_of_its_epoch_and_batch_index(make_trainer: Mak
         x_mix, y_mix, _ = dm.mix_tensors(x_in, y_in, dm.last_values, *generators)
         assert torch.equal(record["x"], x_mix)
         assert torch.equal(record["y"].soft, y_mix)
+
+
+def test_mixup_and_cutmix_lambdas_each_follow_their_own_beta_law(make_trainer: MakeTrainer) -> None:
+    """Both on with different alphas, in a Trainer: λ ~ Beta(0.2, 0.2) for mixup, Beta(2, 2) for CutMix.
+
+    Read off the mixed batches alone: sample i is the constant image (i + 1) / 65 with label i, so
+    its mixed target's entry i is its λ (``correct_lam=False``: CutMix's drawn λ), and its pixels
+    tell the method -- CutMix leaves only own and partner pixels, mixup blends them.
+    """
+    b, side, batches = 64, 8, 20
+    image = ((torch.arange(b, dtype=torch.float64) + 1) / (b + 1)).view(b, 1, 1, 1).expand(b, 1, side, side)
+    labels = torch.arange(b)
+    data = TensorData(image.repeat(batches, 1, 1, 1), labels.repeat(batches), batch_size=b)
+    dm = MixupDataModule(
+        data, num_classes=b, mixup_alpha=0.2, cutmix_alpha=2.0, switch_prob=0.5, mode="elem",
+        correct_lam=False, seed=4,
+    )  # fmt: skip
+    model = Sink(side * side)
+    make_trainer(max_epochs=1, limit_val_batches=0).fit(model, dm)
+    lams: dict[str, list[float]] = {"mixup": [], "cutmix": []}
+    for x_mixed, y_mixed in model.batches:
+        soft = y_mixed.soft
+        lam = soft.diagonal()
+        partner = soft.clone().fill_diagonal_(0.0).argmax(dim=1)
+        own_pixel = (x_mixed == image).flatten(1)
+        partner_pixel = (x_mixed == image[partner]).flatten(1)
+        cut = (own_pixel | partner_pixel).all(dim=1) & partner_pixel.any(dim=1)
+        blended = ~(own_pixel | partner_pixel).any(dim=1)
+        lams["cutmix"] += lam[cut].tolist()
+        lams["mixup"] += lam[blended].tolist()
+    assert len(lams["mixup"]) + len(lams["cutmix"]) > 0.99 * b * batches  # (almost) every sample classified
+    for method, own, other in (("mixup", 0.2, 2.0), ("cutmix", 2.0, 0.2)):
+        values = lams[method]
+        assert len(values) > 400, method
+        assert stats.kstest(values, stats.beta(own, own).cdf).pvalue > 1e-3, method
+        assert stats.kstest(values, stats.beta(other, other).cdf).pvalue < 1e-6, method
 
 
 def test_a_module_with_torchmetrics_accuracy_on_its_training_targets_keeps_working(
@@ -630,12 +667,19 @@ def test_odd_batches_and_a_batch_of_one_in_a_trainer(make_trainer: MakeTrainer, 
     y = torch.arange(10) % C
     model = Sink(36)
     dm = MixupDataModule(TensorData(x, y, batch_size=3), num_classes=C, mode=mode, cutmix_alpha=1.0, seed=0)
-    make_trainer(max_epochs=1).fit(model, dm)
-    assert [len(b[0]) for b in model.batches] == [3, 3, 3, 1]
+    logger = MemoryLogger()
+    with pytest.warns(UserWarning, match="a training batch has a single sample") as caught:
+        make_trainer(max_epochs=2, logger=logger, log_every_n_steps=1).fit(model, dm)
+    assert len([w for w in caught if "single sample" in str(w.message)]) == 1  # once per fit
+    assert [len(b[0]) for b in model.batches] == [3, 3, 3, 1] * 2
     assert any(not torch.equal(b[0], x[3 * k : 3 * k + 3]) for k, b in enumerate(model.batches[:3]))
     last_x, last_y = model.batches[-1]
     assert torch.equal(last_x, x[9:])  # a batch of one has nobody to mix with
     assert torch.equal(last_y.soft, F.one_hot(y[9:], C).float())
+    assert dm.last_params is None
+    lams = [m["mix/lam"] for _, m in logger.rows if "mix/lam" in m]
+    assert len(lams) == 8
+    assert lams[3] == lams[7] == 1.0  # the unmixed batch of one reports lam 1, not a drawn lam
 
 
 def test_cutmix_only_accepts_integer_images(make_trainer: MakeTrainer) -> None:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from _trainers import quiet_trainer
 from lit_noise import (
     SNR,
     ConfigurationError,
     Gaussian,
+    InputNoise,
     Laplace,
     Linear,
     Mask,
@@ -117,6 +124,55 @@ def test_mask_rate() -> None:
     assert torch.equal(y[~dropped], x[~dropped])
 
 
+def test_mask_on_token_ids_keeps_the_dtype_and_the_other_ids() -> None:
+    ids = torch.randint(200, 30_000, (N,), generator=gen(4))  # int64 token ids, never the mask id
+    out = Mask(p=0.15, value=103)(ids, generator=gen())
+    assert out.dtype == torch.int64
+    masked = out == 103
+    assert_fraction(masked, 0.15)  # binomial: within 5 standard errors of p
+    assert torch.equal(out[~masked], ids[~masked])  # every other position unchanged
+    assert torch.equal(
+        Mask(p=1.0, value=2**62 + 1)(ids[:3]), torch.full((3,), 2**62 + 1)
+    )  # exact, not via float
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value"), [(torch.int32, -1), (torch.uint8, 255), (torch.int16, 7.0), (torch.bool, 0)]
+)
+def test_mask_on_other_integer_dtypes(dtype: torch.dtype, value: float) -> None:
+    x = torch.ones(N // 10, dtype=dtype)
+    out = Mask(p=0.4, value=value)(x, generator=gen())
+    assert out.dtype == dtype
+    masked = out != 1
+    assert_fraction(masked, 0.4)
+    assert set(out[masked].tolist()) == {int(value)}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "shown"),
+    [
+        (
+            torch.int64,
+            0.5,
+            r"\[-9223372036854775808, 9223372036854775807\] to fill a torch\.int64 input, got 0\.5",
+        ),
+        (torch.uint8, 256, r"\[0, 255\] to fill a torch\.uint8 input, got 256"),
+        (torch.uint8, -1, r"\[0, 255\] to fill a torch\.uint8 input, got -1"),
+        (torch.bool, 2, r"\[0, 1\] to fill a torch\.bool input, got 2"),
+    ],
+)
+def test_mask_refuses_a_fill_the_integer_dtype_cannot_hold(
+    dtype: torch.dtype, value: float, shown: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"Mask: `value` must be a whole number in " + shown):
+        Mask(p=0.1, value=value)(torch.zeros(4, dtype=dtype))
+
+
+def test_mask_refuses_complex_inputs() -> None:
+    with pytest.raises(ConfigurationError, match=r"floating tensor, got dtype torch\.complex64"):
+        Mask(p=0.1)(torch.zeros(4, dtype=torch.complex64))
+
+
 def test_gate_samples_keeps_whole_samples() -> None:
     noisy, clean = torch.ones(N // 10, 3, 4), torch.zeros(N // 10, 3, 4)
     out = LF.gate_samples(noisy, clean, p=0.25, generator=gen())
@@ -162,7 +218,9 @@ def test_non_contiguous_inputs(noise: Noise) -> None:
     assert torch.equal(y, noise(x.contiguous(), generator=gen()))  # noise does not depend on layout
 
 
-@pytest.mark.parametrize("noise", INPUT_NOISES, ids=lambda n: type(n).__name__)
+@pytest.mark.parametrize(
+    "noise", [n for n in INPUT_NOISES if not isinstance(n, Mask)], ids=lambda n: type(n).__name__
+)
 def test_integer_inputs_are_refused(noise: Noise) -> None:
     with pytest.raises(ConfigurationError, match=r"floating tensor, got dtype torch\.int64"):
         noise(torch.arange(10))
@@ -216,3 +274,41 @@ def test_bad_arguments(build, fragments) -> None:  # type: ignore[no-untyped-def
 def test_repr_shows_arguments() -> None:
     assert repr(Gaussian(std=0.1)) == "Gaussian(std=0.1, mean=0.0)"
     assert "salt_vs_pepper=0.5" in repr(SaltAndPepper(amount=0.1))
+
+
+# --------------------------------------------------------------------------- through InputNoise
+
+
+class TokenModel(pl.LightningModule):
+    """A bag-of-embeddings classifier that records the token ids each training step receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 4)
+        self.head = nn.Linear(4, 2)
+        self.seen: list[torch.Tensor] = []
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        ids, y = batch
+        self.seen.append(ids.clone())
+        return F.cross_entropy(self.head(self.embed(ids).mean(1)), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_input_noise_masks_token_ids_in_a_fit(tmp_path: Path) -> None:
+    ids = torch.randint(1, 50, (64, 16), generator=gen(5))  # id 0 is the mask token
+    y = torch.randint(0, 2, (64,), generator=gen(6))
+    original = ids.clone()
+    model = TokenModel()
+    trainer = quiet_trainer(
+        default_root_dir=str(tmp_path), callbacks=[InputNoise(Mask(p=0.25, value=0), seed=0)]
+    )
+    trainer.fit(model, DataLoader(TensorDataset(ids, y), batch_size=32))
+    seen = torch.cat(model.seen)
+    assert seen.dtype == torch.int64
+    masked = seen == 0
+    assert_fraction(masked, 0.25)
+    assert torch.equal(seen[~masked], original[~masked])  # the other ids reach training_step unchanged
+    assert torch.equal(ids, original)  # the dataset itself is untouched

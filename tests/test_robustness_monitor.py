@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from lit_noise import ConfigurationError
 from lit_noise.callbacks import RobustnessMonitor
 from lit_noise.callbacks.robustness_monitor import area_under_curve
 from lit_noise.corruptions import DEFAULT_CORRUPTIONS, corrupt
+from lit_noise.corruptions.suite import ValueRange
 from lit_noise.examples import Classifier, DigitsDataModule, ShapesDataModule, make_shapes
 from lit_noise.metrics import CalibrationError
 
@@ -78,7 +81,7 @@ def test_logs_every_key_with_values_equal_to_torchmetrics(
 ) -> None:
     names, severities, n_bins = ["contrast", "pixelate", "gaussian_blur"], [1, 3, 5], 10
     baseline = {name: [0.1, 0.2, 0.3, 0.4, 0.5] for name in [*names, "fog"]}
-    monitor = RobustnessMonitor(names, severities, n_bins=n_bins, baseline_errors=baseline)
+    monitor = RobustnessMonitor(names, severities, max_samples="all", n_bins=n_bins, baseline_errors=baseline)
     dm = _data()
     trainer = make_trainer(callbacks=[monitor])
     trainer.validate(trained, dm, verbose=False)
@@ -128,7 +131,7 @@ def test_noise_corruptions_are_deterministic_per_seed_and_the_same_every_epoch(
     trained: Classifier, make_trainer: Callable[..., pl.Trainer]
 ) -> None:
     def run(seed: int) -> dict[str, float]:
-        monitor = RobustnessMonitor(["gaussian_noise", "impulse_noise"], seed=seed)
+        monitor = RobustnessMonitor(["gaussian_noise", "impulse_noise"], max_samples="all", seed=seed)
         make_trainer(callbacks=[monitor]).validate(trained, _data(), verbose=False)
         return monitor.last_values
 
@@ -242,7 +245,9 @@ def test_the_model_mode_is_left_alone_and_sanity_checks_only_check(
     monitor = RobustnessMonitor(["contrast"], [1])
     trainer = make_trainer(callbacks=[monitor, Probe()], limit_train_batches=1, num_sanity_val_steps=2)
     trainer.fit(model, _data())
-    assert seen["sanity forwards"] == 2  # only the validation step's forwards during the sanity check
+    # The validation step's 2 forwards, and one one-sample forward of the monitor's own on the first
+    # sanity batch: it checks before training that the forward the corrupted copies need works.
+    assert seen["sanity forwards"] == 3
     assert seen["modes"] == {False}  # Lightning's eval mode, untouched by the monitor (called before)
     assert model.training  # back in training mode after fit, as Lightning leaves it
 
@@ -293,8 +298,8 @@ def test_state_has_a_fixed_size(trained: Classifier, make_trainer: Callable[...,
         assert sum(t.numel() for t in monitor.bins.metric_state.values()) == 3 * 3 * 7  # type: ignore[union-attr]
 
 
-def test_default_corruptions_skip_what_does_not_apply(make_trainer: Callable[..., pl.Trainer]) -> None:
-    monitor = RobustnessMonitor(severities=[3], max_samples=16)
+def test_all_corruptions_skip_what_does_not_apply(make_trainer: Callable[..., pl.Trainer]) -> None:
+    monitor = RobustnessMonitor("all", severities=[3], max_samples=16, log_figures=False)
     torch.manual_seed(0)
     make_trainer(callbacks=[monitor]).validate(Classifier("cnn", hidden=8), DigitsDataModule(), verbose=False)
     evaluated = {k.split("/")[2] for k in monitor.last_values if k.endswith("/s3/acc")}
@@ -334,6 +339,18 @@ def test_default_corruptions_skip_what_does_not_apply(make_trainer: Callable[...
             "positive sum",
         ),
         ({"input_key": True}, "input_key"),
+        ({"suite": "fast"}, "`suite` must be one of 'quick', 'full', got 'fast'"),
+        ({"max_samples": "every"}, "max_samples"),
+        ({"value_range": (1.0, 0.0)}, "`value_range` must be a pair"),
+        ({"value_range": (0.0, 1.0, 2.0)}, "`value_range`"),
+        ({"mean": [0.5, 0.5, 0.5]}, "`mean` is given without `std`"),
+        ({"std": 0.2}, "`std` is given without `mean`"),
+        ({"mean": 0.5, "std": [0.2, 0.0, 0.2]}, "`std` must be a number or a non-empty sequence of positive"),
+        ({"mean": [0.5, 0.4], "std": [0.2, 0.2, 0.2]}, "same length"),
+        ({"forward_fn": 3}, "`forward_fn` must be None, the name of a method"),
+        ({"forward_fn": "not a name"}, "`forward_fn`"),
+        ({"summaries": {"val/acc": "maximum"}}, "`summaries` must be a mapping"),
+        ({"summaries": ["val/acc"]}, "`summaries` must be a mapping"),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(options: dict[str, Any], match: str) -> None:
@@ -375,6 +392,332 @@ def test_bad_batches_fail_in_the_sanity_check_before_training(
     assert trainer.global_step == 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+# ------------------------------------------------------------------------------------------ defaults and cost
+
+
+class _RankZeroRecords(logging.Handler):
+    """Collects what Lightning's ``rank_zero_info`` logs (its logger does not propagate to root)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def rank_zero_records() -> Any:
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    handler, level = _RankZeroRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_quick_suite_by_default_and_full_suite_one_argument_away(trained: Classifier) -> None:
+    quick, full = RobustnessMonitor(), RobustnessMonitor(suite="full")
+    assert [(p.corruption.name, p.severity) for p in quick._pairs] == [
+        (name, s) for name in ("gaussian_noise", "gaussian_blur", "contrast", "pixelate") for s in (3, 5)
+    ]
+    assert quick.max_samples == 64
+    assert [(p.corruption.name, p.severity) for p in full._pairs] == [
+        (name, s) for name in DEFAULT_CORRUPTIONS for s in (1, 2, 3, 4, 5)
+    ]
+    assert full.max_samples is None
+    # Arguments override the suite one by one; "all" is every sample.
+    mixed = RobustnessMonitor(severities=[2], max_samples="all")
+    assert (mixed.severities, mixed.max_samples, len(mixed._pairs)) == ((2,), None, 4)
+
+
+def test_default_cost_is_counted_and_logged_once(
+    trained: Classifier, make_trainer: Callable[..., pl.Trainer], rank_zero_records: Any
+) -> None:
+    torch.manual_seed(0)
+    model = _Counting("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    model.load_state_dict(trained.state_dict())
+    monitor = RobustnessMonitor(log_figures=False)
+    trainer = make_trainer(callbacks=[monitor], max_epochs=2, limit_train_batches=1, num_sanity_val_steps=1)
+    model.calls = 0
+    trainer.fit(model, _data(batch_size=32, val_size=96))
+    # 2 epochs x (1 training step + 3 validation steps) + 1 sanity step + 1 sanity check forward of
+    # the monitor + 2 epochs x (the first 64 samples = 2 batches) x 8 corrupted copies.
+    assert model.calls == 2 * (1 + 3) + 1 + 1 + 2 * 2 * 8
+    cost = [m for m in rank_zero_records.messages if m.startswith("RobustnessMonitor:")]
+    assert len(cost) == 1  # once, not per epoch
+    assert "8 corrupted copies" in cost[0]
+    assert "gaussian_noise, gaussian_blur, contrast, pixelate at severities 3, 5" in cost[0]
+    assert "the first 64 validation samples" in cost[0]
+    assert f"up to {8 * 64} corrupted samples per evaluated epoch" in cost[0]
+    assert "8 extra model calls per validation batch of 32" in cost[0]
+    assert "suite='full'" in cost[0]
+
+
+def test_full_suite_evaluates_every_corruption_and_severity_on_every_sample(
+    trained: Classifier, make_trainer: Callable[..., pl.Trainer]
+) -> None:
+    monitor = RobustnessMonitor(suite="full", log_figures=False)
+    make_trainer(callbacks=[monitor]).validate(trained, _data(batch_size=8, val_size=8), verbose=False)
+    keys = {k for k in monitor.last_values if re.search(r"/s\d/acc$", k)}
+    assert keys == {f"{P}/{n}/s{s}/acc" for n in DEFAULT_CORRUPTIONS for s in (1, 2, 3, 4, 5)}
+
+
+# ------------------------------------------------------------------------------------------ value ranges
+
+
+def test_value_range_maps_standardised_inputs_to_unit_range_and_back() -> None:
+    mean, std = [0.49, 0.45, 0.41], [0.25, 0.2, 0.3]
+    u = torch.rand(4, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    x = (u - m) / s
+    vr = ValueRange(mean=mean, std=std)
+    torch.testing.assert_close(vr.to_unit(x), u, atol=1e-6, rtol=0)
+    torch.testing.assert_close(vr.from_unit(u), x, atol=1e-5, rtol=0)
+    byte = ValueRange((0.0, 255.0))
+    torch.testing.assert_close(byte.to_unit(u * 255), u)
+    torch.testing.assert_close(byte.from_unit(u), u * 255)
+    signed = ValueRange((-1.0, 1.0))  # audio-like
+    torch.testing.assert_close(signed.to_unit(u * 2 - 1), u)
+    torch.testing.assert_close(signed.from_unit(u), u * 2 - 1)
+    # Both: raw = x * std + mean in [0, 255].
+    both = ValueRange((0.0, 255.0), mean=[m * 255 for m in mean], std=[s * 255 for s in std])
+    torch.testing.assert_close(both.to_unit(x), u, atol=1e-5, rtol=0)
+    assert ValueRange().to_unit(u) is u  # identity: no copy
+    with pytest.raises(ConfigurationError, match=r"3 values \(one per channel\) but the inputs have shape"):
+        vr.to_unit(x[:, :2])
+    with pytest.raises(ConfigurationError, match=r"standardisation undone .* must have values in \[0, 1\]"):
+        vr.to_unit(x + 10)
+    with pytest.raises(ConfigurationError, match=r"values in \[0, 255\].*Pass `value_range=\(low, high\)`"):
+        byte.to_unit(u * 300)
+
+
+class _Normalising(Classifier):
+    """Standardises its inputs inside forward: fed [0, 1] images."""
+
+    m: torch.Tensor
+    s: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], scale: float = 1.0) -> None:
+        super().__init__("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+        self.register_buffer("m", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("s", torch.tensor(std).view(1, 3, 1, 1))
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward((x / self.scale - self.m) / self.s)
+
+
+def test_standardised_inputs_give_the_values_of_a_model_that_standardises_itself(
+    trained: Classifier, make_trainer: Callable[..., pl.Trainer]
+) -> None:
+    mean, std = [0.45, 0.5, 0.4], [0.22, 0.25, 0.3]
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    x, y = make_shapes(48, seed=3)
+    names = ["gaussian_noise", "gaussian_blur", "contrast", "pixelate", "brightness"]
+
+    def run(model: Classifier, data: torch.Tensor, **options: Any) -> dict[str, float]:
+        monitor = RobustnessMonitor(names, [1, 5], log_figures=False, **options)
+        make_trainer(callbacks=[monitor]).validate(model, _loader(data, y), verbose=False)
+        return monitor.last_values
+
+    inside = _Normalising(mean, std)
+    inside.load_state_dict(trained.state_dict(), strict=False)  # all but its mean and std buffers
+    plain = Classifier("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    plain.load_state_dict(trained.state_dict())  # the same function on standardised data
+    expected = run(inside, x)
+    standardised = run(plain, (x - m) / s, mean=mean, std=std)
+    assert standardised.keys() == expected.keys()
+    for key, value in expected.items():
+        assert standardised[key] == pytest.approx(value, abs=1e-5), key
+    # Inputs in [0, 255], mapped by value_range.
+    bytes_model = _Normalising(mean, std, scale=255.0)
+    bytes_model.load_state_dict(inside.state_dict())
+    in_bytes = run(bytes_model, x * 255, value_range=(0, 255))
+    for key, value in expected.items():
+        assert in_bytes[key] == pytest.approx(value, abs=1e-5), key
+    # Without mean/std the standardised inputs are refused before anything is evaluated, naming the way out.
+    with pytest.raises(
+        ConfigurationError, match=r"values in \[0, 1\].*`value_range=\(low, high\)`.*`mean`/`std`"
+    ):
+        run(plain, (x - m) / s)
+
+
+# ------------------------------------------------------------------------------------------ regression
+
+
+class _Regressor(pl.LightningModule):
+    """A regression model: width-1 output, float targets."""
+
+    def __init__(self, width: int = 1) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(self(batch[0]).view_as(batch[1]), batch[1])
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.forward(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(
+    ("width", "target", "sanity", "shown"),
+    [
+        (1, lambda x: x.sum(1), 1, r"width 1\) and the targets are torch.float32 of shape \(16,\)"),
+        (1, lambda x: x.sum(1, keepdim=True), 1, r"shape \(16, 1\) \(width 1\)"),
+        (1, lambda x: (x[:, 0] > 0.5).long(), 1, r"width 1\) and the targets are torch.int64"),
+        (2, lambda x: x.sum(1), 1, r"width 2\) and the targets are torch.float32 of shape \(16,\)"),
+        (1, lambda x: x.sum(1), 0, r"but the targets are torch.float32 of shape \(16,\)"),  # train batch
+    ],
+)
+def test_regression_models_are_refused_before_training(
+    make_trainer: Callable[..., pl.Trainer],
+    width: int,
+    target: Callable[[torch.Tensor], torch.Tensor],
+    sanity: int,
+    shown: str,
+) -> None:
+    x = torch.rand(64, 4, generator=torch.Generator().manual_seed(0))
+    loader = _loader(x, target(x))
+    model = _Regressor(width)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = make_trainer(
+        callbacks=[RobustnessMonitor(log_figures=False)], limit_train_batches=2, num_sanity_val_steps=sanity
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"^RobustnessMonitor measures classification accuracy"
+    ) as info:
+        trainer.fit(model, loader, loader)
+    assert re.search(shown, str(info.value)), str(info.value)
+    assert "regression" in str(info.value)
+    assert trainer.global_step == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------ forward_fn
+
+
+class _TwoInputs(Classifier):
+    """A forward that needs more than the input tensor, and a method that takes the input alone."""
+
+    def forward(self, x: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x) / temperature
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x, torch.tensor(1.0))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.logits(batch[0])
+
+
+def test_forward_needing_more_than_the_input_is_a_clear_error_and_forward_fn_fixes_it(
+    trained: Classifier, make_trainer: Callable[..., pl.Trainer]
+) -> None:
+    model = _TwoInputs("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    model.load_state_dict(trained.state_dict())
+    trainer = make_trainer(
+        callbacks=[RobustnessMonitor(["contrast"], [2], log_figures=False)], limit_train_batches=1
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"_TwoInputs.forward\(x\).*raised TypeError.*pass `forward_fn`"
+    ) as info:
+        trainer.fit(model, _data(val_size=32))
+    assert isinstance(info.value.__cause__, TypeError)
+    assert trainer.global_step == 0
+
+    def run(module: Classifier, **options: Any) -> dict[str, float]:
+        monitor = RobustnessMonitor(["contrast", "gaussian_noise"], [2], log_figures=False, **options)
+        make_trainer(callbacks=[monitor]).validate(module, _data(val_size=32), verbose=False)
+        return monitor.last_values
+
+    expected = run(trained)
+    by_name = run(model, forward_fn="logits")
+    by_callable = run(model, forward_fn=lambda module, x: module(x, torch.tensor(1.0)))
+    assert by_name == pytest.approx(expected, abs=1e-6)
+    assert by_callable == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ConfigurationError, match=r"`forward_fn` must be the name of a method of _TwoInputs"):
+        run(model, forward_fn="predict_logits")
+
+
+# ------------------------------------------------------------------------------------------ summaries
+
+
+def test_summaries_cover_the_monitor_metrics_only_unless_asked(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    def defined(**options: Any) -> list[str]:
+        logger = WandbLogger(save_dir=str(tmp_path), project="lit-noise-test", offline=True)
+        run = logger.experiment
+        names: list[str] = []
+        define_metric = run.define_metric
+
+        def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+            names.append(name)
+            return define_metric(name, *args, **kwargs)
+
+        run.define_metric = spy
+        try:
+            trainer = quiet_trainer(
+                logger=logger,
+                limit_train_batches=1,
+                limit_val_batches=1,
+                default_root_dir=str(tmp_path),
+                callbacks=[RobustnessMonitor(["contrast"], [1], log_figures=False, **options)],
+            )
+            trainer.fit(_model(), _data(val_size=16))
+        finally:
+            run.finish()
+        return names
+
+    assert defined() == [f"{P}/mean_acc"]  # not the user's val/acc
+    asked = defined(summaries={"val/acc": "max", f"{P}/mean_acc": "max,last"})
+    assert asked == ["val/acc", f"{P}/mean_acc"]
+    with_baseline = RobustnessMonitor(
+        ["contrast"], log_figures=False, baseline_errors={"contrast": [0.1] * 5}
+    )
+    assert with_baseline._summaries == {f"{P}/mean_acc": "max", f"{P}/mce": "min"}
+
+
+def test_summaries_without_wandb_warn_that_they_do_nothing(make_trainer: Callable[..., pl.Trainer]) -> None:
+    monitor = RobustnessMonitor(["contrast"], [1], log_figures=False, summaries={"val/acc": "max"})
+    trainer = make_trainer(callbacks=[monitor], limit_train_batches=1, limit_val_batches=1)
+    with pytest.warns(UserWarning, match=r"RobustnessMonitor: `summaries` .* no WandbLogger"):
+        trainer.fit(_model(), _data(val_size=16))
+
+
+def test_without_matplotlib_figures_are_refused_and_log_figures_false_runs(
+    trained: Classifier,
+    make_trainer: Callable[..., pl.Trainer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from lit_noise._optional import MissingDependencyError
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] or [
+        "matplotlib"
+    ]:
+        monkeypatch.setitem(sys.modules, name, None)  # any import of matplotlib now fails
+    with pytest.raises(
+        MissingDependencyError, match=r"^RobustnessMonitor needs .*log_figures=False.*\[plots\]"
+    ):
+        RobustnessMonitor()
+    monitor = RobustnessMonitor(["contrast"], [1], log_figures=False)
+    trainer = make_trainer(callbacks=[monitor], limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(_model(), _data(val_size=16))
+    assert f"{P}/contrast/s1/acc" in trainer.callback_metrics
+    assert not (tmp_path / "figures").exists()
 
 
 @pytest.mark.slow

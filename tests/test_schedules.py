@@ -279,6 +279,14 @@ def test_product_and_multiplication() -> None:
         (lambda: Exponential(1.0, gamma=0.0), ["Exponential", "`gamma`", "> 0"]),
         (lambda: InverseTime(1.0, gamma=-0.5), ["InverseTime", "`gamma`", ">= 0"]),
         (lambda: AnnealedStd(eta=-0.1), ["AnnealedStd", "`eta`", ">= 0"]),
+        (lambda: AnnealedStd(eta=0.1, gamma=-0.55), ["AnnealedStd", "`gamma`", "-0.55", ">= 0"]),
+        (lambda: Interval(0.1, every=3, duration=1, offset=-2), ["Interval", "`offset`", "-2", ">= 0"]),
+        (
+            lambda: Interval(0.1, every=0.5, duration=0.1, offset=1.2, unit="progress"),
+            ["Interval", "`offset`", "1.2", "<= 1"],
+        ),
+        (lambda: Interval(0.1, every=3, duration=0), ["Interval", "`duration`", "got 0", "> 0"]),
+        (lambda: Product(0.5), ["Product", "`factors`", "0.5", "non-empty list"]),  # type: ignore[arg-type]
         (lambda: Cyclic(0.0, 1.0, period=0), ["Cyclic", "`period`", "> 0"]),
         (lambda: Cyclic(0.0, 1.0, period=2, shape="saw"), ["Cyclic", "`shape`", "'triangle'"]),
         (lambda: Interval(0.1, every=2, duration=3), ["Interval", "`duration`", "<= 2"]),

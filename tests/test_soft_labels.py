@@ -77,7 +77,8 @@ def test_soft_labels_in_a_module_with_torchmetrics(make_trainer, loss: str) -> N
         assert torch.allclose(y.soft.sum(1), torch.ones(len(y)))
         # The loss is the soft-target loss, exactly.
         log_probs = F.log_softmax(logits, dim=1)
-        expected = -(y.soft * log_probs).sum(1).mean() if loss == "nll" else F.cross_entropy(logits, y.soft)
+        # (nll_loss sums every term, then divides by the count, as cross_entropy does for probabilities)
+        expected = -(y.soft * log_probs).sum() / len(y) if loss == "nll" else F.cross_entropy(logits, y.soft)
         assert torch.equal(record["loss"], expected)
         # ... which is nn.CrossEntropyLoss(label_smoothing=eps) on the hard labels.
         assert torch.allclose(
@@ -133,16 +134,18 @@ def test_moving_copying_indexing_keep_both_parts() -> None:
     assert torch.equal(y[mask].hard, y.hard[mask])
     picked = y[torch.tensor([5, 0])]
     assert torch.equal(picked.soft, y.soft[[5, 0]])
-    # Conversions to another dtype, scalars and indices past the batch dimension are plain.
+    # Conversions to another dtype are plain.
     assert type(y.to(torch.float32)) is Tensor
     assert y.to(torch.float32).dtype == torch.float32
     assert isinstance(y.to(torch.int64), SoftLabels)
-    assert type(y[0]) is Tensor
+    # A single label keeps its (C,) row; new dimensions are new label dimensions (classes at dim 1).
+    assert isinstance(y[0], SoftLabels)
     assert y[0].ndim == 0
-    assert type(y[:, None]) is Tensor
+    assert torch.equal(y[0].soft, y.soft[0])
     assert y[:, None].shape == (6, 1)
-    assert type(y[None]) is Tensor
+    assert torch.equal(y[:, None].soft, y.soft[:, :, None])
     assert y[None].shape == (1, 6)
+    assert torch.equal(y[None].soft, y.soft.T[None])
 
 
 def test_pickle_deepcopy_repr() -> None:
@@ -225,3 +228,29 @@ def test_constructor_errors() -> None:
         SoftLabels(torch.tensor([0.5, 0.5]))
     with pytest.raises(ConfigurationError, match=r"`hard` must have shape \(2,\), got \(3,\)"):
         SoftLabels(torch.rand(2, 4), hard=torch.tensor([0, 1, 2]))
+
+
+def test_soft_with_ignore_index_and_dense_layout() -> None:
+    labels = torch.tensor([[2, -100], [0, 1]])
+    out = soft(labels, 3, ignore_index=-100)
+    expected = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])
+    assert torch.equal(out, expected)
+    assert torch.equal(soft(torch.tensor(-100), 3, ignore_index=-100), torch.zeros(3))
+    with pytest.raises(RuntimeError):  # other labels outside the class range stay an error
+        soft(torch.tensor([0, -100]), 3)
+
+
+def test_dense_soft_labels_keep_the_class_dim_1_layout_and_copy_round_trip() -> None:
+    distribution = torch.rand(2, 4, 3, generator=gen(7)).softmax(1)
+    y = SoftLabels(distribution)
+    assert y.num_classes == 4
+    assert torch.equal(y.soft, distribution)
+    assert torch.equal(SoftLabels._wrap(distribution, y.hard).soft, distribution)
+    single = y[1, 2]
+    assert single.shape == ()
+    assert torch.equal(single.soft, distribution[1, :, 2])
+    for value in (y, single, y.view(-1)):
+        for copied in (pickle.loads(pickle.dumps(value)), copy.deepcopy(value)):
+            assert isinstance(copied, SoftLabels)
+            assert torch.equal(copied.soft, value.soft)
+            assert torch.equal(copied.hard, value.hard)

@@ -7,16 +7,45 @@ from typing import Any, Union
 
 from torch import Tensor
 
+from lit_noise._validation import fail
 from lit_noise.errors import ConfigurationError
 
-__all__ = ["BatchKey", "normalize_key", "read", "write"]
+__all__ = ["BatchKey", "KeyPath", "normalize_key", "read", "write"]
 
 #: An index (list batches), a key (dict batches), a path of those, a dotted string, or None.
 BatchKey = Union[int, str, Sequence[Union[int, str]], None]
 
 
-def normalize_key(key: BatchKey, owner: str, name: str = "key") -> tuple[int | str, ...] | None:
+class KeyPath(tuple[Union[int, str], ...]):
+    """A normalised path that remembers the argument it came from, for error messages.
+
+    It is a plain tuple of indices and keys (``KeyPath(("a", 0)) == ("a", 0)``) with two extra
+    attributes: ``name``, the argument's name (``"key"``, ``"target_key"`` ...), and ``key``, the
+    value as the user gave it.
+    """
+
+    name: str
+    key: Any
+
+    def __new__(cls, parts: Sequence[int | str], name: str = "key", key: Any = None) -> KeyPath:  # noqa: D102
+        path = super().__new__(cls, parts)
+        path.name = name
+        path.key = tuple(parts) if key is None else key
+        return path
+
+
+def _argument(path: Sequence[int | str]) -> tuple[str, Any]:
+    """The argument's name and the key as given (``'a.b'`` for a bare tuple path ``("a", "b")``)."""
+    if isinstance(path, KeyPath):
+        return path.name, path.key
+    return "key", path[0] if len(path) == 1 else ".".join(map(str, path))
+
+
+def normalize_key(key: BatchKey, owner: str, name: str = "key") -> KeyPath | None:
     """The path to a tensor as a tuple: ``"a.b"`` -> ``("a", "b")``, ``1`` -> ``(1,)``.
+
+    The tuple is a :class:`KeyPath`: errors of :func:`read` and :func:`write` name the argument
+    (``name``) and show the key as it was given.
 
     Example:
         >>> normalize_key("inputs.image", "InputNoise"), normalize_key([0, "x"], "InputNoise")
@@ -25,30 +54,27 @@ def normalize_key(key: BatchKey, owner: str, name: str = "key") -> tuple[int | s
     if key is None:
         return None
     if isinstance(key, bool):
-        raise ConfigurationError(
-            f"{owner}: `{name}` must be an int, a str, a path of those or None, got {key!r}."
-        )
+        raise fail(owner, name, key, "an int, a str, a path of those or None")
     if isinstance(key, int):
-        return (key,)
+        return KeyPath((key,), name, key)
     if isinstance(key, str):
-        return tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
+        return KeyPath(tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")), name, key)
     if (
         isinstance(key, Sequence)
         and len(key) > 0
         and all(isinstance(p, (int, str)) and not isinstance(p, bool) for p in key)
     ):
-        return tuple(key)
-    raise ConfigurationError(
-        f"{owner}: `{name}` must be an int, a str, a path of those or None, got {key!r}."
-    )
+        return KeyPath(tuple(key), name, list(key))
+    raise fail(owner, name, key, "an int, a str, a path of those or None")
 
 
-def _step(container: Any, part: int | str, path: tuple[int | str, ...], owner: str) -> Any:
+def _step(container: Any, part: int | str, path: Sequence[int | str], owner: str) -> Any:
+    name, key = _argument(path)
     if isinstance(container, Tensor):
         # Indexing would silently pick one sample (or row) of the tensor.
         raise ConfigurationError(
-            f"{owner}: `key` {'.'.join(map(str, path))!r} indexes into a tensor (at {part!r}); for a bare"
-            " tensor batch pass `key=None`."
+            f"{owner}: `{name}` {key!r} indexes into a tensor (at {part!r}); for a bare tensor batch"
+            f" pass `{name}=None`."
         )
     try:
         return container[part]
@@ -63,12 +89,17 @@ def _step(container: Any, part: int | str, path: tuple[int | str, ...], owner: s
             )
         )
         raise ConfigurationError(
-            f"{owner}: `key` {'.'.join(map(str, path))!r} is not in the batch (at {part!r};"
-            f" available: {shown})."
+            f"{owner}: `{name}` {key!r} is not in the batch (at {part!r}; available: {shown})."
         ) from None
 
 
-def read(batch: Any, path: tuple[int | str, ...] | None, owner: str) -> Tensor:
+def _bare_tensor_error(owner: str, batch: Any) -> ConfigurationError:
+    return ConfigurationError(
+        f"{owner}: the key is None, so the batch itself must be a tensor, got {type(batch).__name__}."
+    )
+
+
+def read(batch: Any, path: Sequence[int | str] | None, owner: str) -> Tensor:
     """The tensor at ``path`` in ``batch`` (the batch itself for ``None``)."""
     if path is not None and len(path) == 1 and (type(batch) is list or type(batch) is dict):
         try:  # the common case, on every training batch: one index into a list or dict
@@ -80,12 +111,16 @@ def read(batch: Any, path: tuple[int | str, ...] | None, owner: str) -> Tensor:
         for part in path or ():
             node = _step(node, part, path or (), owner)
     if not isinstance(node, Tensor):
-        where = "the batch" if path is None else f"`key` {'.'.join(map(str, path))!r}"
-        raise ConfigurationError(f"{owner}: {where} must address a tensor, found {type(node).__name__}.")
+        if path is None:
+            raise _bare_tensor_error(owner, batch)
+        name, key = _argument(path)
+        raise ConfigurationError(
+            f"{owner}: `{name}` {key!r} must address a tensor, found {type(node).__name__}."
+        )
     return node
 
 
-def write(batch: Any, path: tuple[int | str, ...] | None, value: Tensor, owner: str) -> None:
+def write(batch: Any, path: Sequence[int | str] | None, value: Tensor, owner: str) -> None:
     """Put ``value`` at ``path``, replacing the container's entry (never writing into a tensor).
 
     A bare tensor batch (``path=None``) is updated in place, which is refused for a tensor that
@@ -93,9 +128,7 @@ def write(batch: Any, path: tuple[int | str, ...] | None, value: Tensor, owner: 
     """
     if path is None:
         if not isinstance(batch, Tensor):
-            raise ConfigurationError(
-                f"{owner}: `key=None` needs a bare tensor batch, got {type(batch).__name__}."
-            )
+            raise _bare_tensor_error(owner, batch)
         if batch._base is not None:
             raise ConfigurationError(
                 f"{owner}: the batch is a bare tensor that is a view of other storage (for example a"

@@ -9,6 +9,7 @@ work as they are and draw from torch's global RNG.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,9 +18,11 @@ from lit_noise._validation import check_range
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
 from lit_noise.noise.input import Gaussian, Speckle
-from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
+from lit_noise.schedules import Clock, Constant, Schedule, ScheduleLike, as_schedule
 
 __all__ = ["GaussianDropout", "GaussianNoise", "NoiseLayer"]
+
+_NO_CLOCK = Clock()
 
 
 class NoiseLayer(nn.Module):
@@ -46,23 +49,43 @@ class NoiseLayer(nn.Module):
         return self.noise.schedules()
 
     def current(self) -> dict[str, float]:
-        """The strengths that the next training forward uses."""
+        """The strengths that the next training forward uses, by the layer's parameter names.
+
+        :class:`~lit_noise.NoiseLayerSchedule` logs them as ``noise/<name>/<layer path>/<param>``.
+        """
+        return self._noise_params()
+
+    def settings(self) -> dict[str, Any]:
+        """The layer's arguments (logged by :class:`~lit_noise.NoiseLayerSchedule` as hyperparameters).
+
+        Example:
+            >>> GaussianNoise(std=0.1).settings()
+            {'std': 0.1, 'mean': 0.0, 'scale': 1.0}
+        """
+        return {**self.noise.settings(), "scale": self.scale}
+
+    def _noise_params(self) -> dict[str, float]:
+        """The resolved parameters of the noise this layer applies."""
+        self._check_clock()
         return self.noise.resolve(self.clock, self.scale * self.schedule_scale)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Noisy ``x`` in training mode, ``x`` itself in eval mode."""
-        if not self.training:
-            return x
+    def _check_clock(self) -> None:
         if self.clock is None and any(not s.is_constant for s in self.schedules().values()):
             raise ConfigurationError(
                 f"{type(self).__name__}: its strength follows a schedule, so it needs the trainer's"
                 " clock: add lit_noise.NoiseLayerSchedule() to the Trainer's callbacks."
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Noisy ``x`` in training mode, ``x`` itself in eval mode."""
+        if not self.training:
+            return x
+        params = self._noise_params()
         self.noise.check(x)
         generator = (
             self.generator if self.generator is not None and self.generator.device == x.device else None
         )
-        noisy: Tensor = self.noise.apply(x, self.current(), generator)
+        noisy: Tensor = self.noise.apply(x, params, generator)
         return noisy
 
     def extra_repr(self) -> str:
@@ -89,12 +112,17 @@ class GaussianDropout(NoiseLayer):
     """Multiplicative Gaussian noise ``x * (1 + sqrt(rate / (1 - rate)) * N(0, 1))`` (Keras' rule).
 
     ``rate`` in [0, 1) is the equivalent dropout rate; it may be a schedule, and ``scale`` scales
-    the noise's standard deviation.
+    the noise's standard deviation. The layer's strength is reported (and logged by
+    :class:`~lit_noise.NoiseLayerSchedule`) as ``rate``: the dropout rate equivalent to the noise
+    applied, ``rate`` itself at scale 1 and ``s² rate / (1 - rate + s² rate)`` when the scales
+    multiply the standard deviation by ``s``.
 
     Example:
         >>> layer = GaussianDropout(rate=0.5).train()
         >>> round(layer(torch.ones(100_000)).std().item(), 1)  # sqrt(0.5 / 0.5) = 1
         1.0
+        >>> layer.current()
+        {'rate': 0.5}
     """
 
     def __init__(self, rate: ScheduleLike, scale: float = 1.0) -> None:
@@ -104,6 +132,22 @@ class GaussianDropout(NoiseLayer):
             raise ConfigurationError(f"GaussianDropout: `rate` must be >= 0 and < 1, got {rate!r}.")
         super().__init__(Speckle(std=_DropoutStd(rate_schedule)), scale)
         self.rate = rate_schedule
+
+    def current(self) -> dict[str, float]:
+        """The dropout rate equivalent to the multiplicative noise the next training forward applies."""
+        self._check_clock()
+        rate = self.rate(_NO_CLOCK if self.clock is None else self.clock)
+        factor = (self.scale * self.schedule_scale) ** 2  # on the variance rate / (1 - rate)
+        return {"rate": rate if factor == 1.0 else factor * rate / (1.0 - rate + factor * rate)}
+
+    def settings(self) -> dict[str, Any]:
+        """The layer's arguments: ``rate`` and ``scale``."""
+        return {"rate": self.rate, "scale": self.scale}
+
+    def extra_repr(self) -> str:
+        """The rate, shown in the module's repr."""
+        rate = self.rate.constant if isinstance(self.rate, Constant) else self.rate
+        return f"rate={rate!r}"
 
 
 class _DropoutStd(Schedule):

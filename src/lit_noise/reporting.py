@@ -1,15 +1,17 @@
-"""Where the monitors' figures and tables go: W&B when a ``WandbLogger`` is in use, files otherwise.
+"""Where the monitors' figures and tables go: to every logger in use.
 
-Every function here is a no-op returning ``None`` on ranks other than global zero. With a
+Every function here does nothing on ranks other than global zero. With a
 :class:`~lightning.pytorch.loggers.WandbLogger` among the trainer's loggers, figures are logged as
 ``wandb.Image``, tables as ``wandb.Table`` and line series as ``wandb.plot.line_series`` at
-``trainer/global_step``; :func:`define_summaries` asks W&B to keep the best ``val/acc`` and the
-lowest ``val/cal/ece`` in the run summary. With any other logger (or none), figures and line
-series are written as PNG files and tables as CSV files under ``<log dir>/figures/<key>/``, where
-the log dir is the first logger's ``log_dir`` (TensorBoard, CSV) or ``save_dir``, else the
-trainer's ``default_root_dir`` (the same directory as ``trainer.log_dir``, found without its
-collective broadcast, so these functions may be called on rank zero alone). File names carry the
-epoch and the global step (``epoch0003-step0000120.png``).
+``trainer/global_step``. Every other logger gets files: figures and line series as PNG, tables as
+CSV, under ``<log dir>/figures/<key>/``, where the log dir is the logger's ``log_dir``
+(TensorBoard, CSV) or ``save_dir`` (else the trainer's ``default_root_dir``), each distinct
+directory once; without any logger the files go under ``<default_root_dir>/figures/``. So a CSV
+logger beside a W&B logger gets the PNG files while W&B gets the images. The directories are
+found without ``trainer.log_dir``'s collective broadcast, so these functions may be called on rank
+zero alone. File names carry the epoch and the global step (``epoch0003-step0000120.png``).
+:func:`define_summaries` sets W&B run-summary rules (``define_metric``) for the metrics it is
+given, and for no others.
 
 ``wandb`` is imported only when a ``WandbLogger`` is in use; matplotlib only when a figure is
 drawn, and without pyplot (figures are plain :class:`matplotlib.figure.Figure` objects on an Agg
@@ -19,6 +21,7 @@ canvas, so no GUI backend and no global figure registry are involved).
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,24 +29,28 @@ from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lit_noise._validation import fail
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "DEFAULT_SUMMARIES",
+    "SUMMARY_RULES",
+    "check_summaries",
     "define_summaries",
     "figure_to_array",
     "log_figure",
     "log_line_series",
     "log_table",
     "new_figure",
-    "output_dir",
+    "output_dirs",
     "wandb_logger",
 ]
 
-#: Run-summary rule per metric for :func:`define_summaries`: keep the best accuracy, the lowest ECE.
-DEFAULT_SUMMARIES: Mapping[str, str] = {"val/acc": "max", "val/cal/ece": "min"}
+#: The run-summary rules W&B's ``define_metric(summary=...)`` takes (several joined by commas).
+SUMMARY_RULES: tuple[str, ...] = ("min", "max", "mean", "first", "last", "best", "none")
 
 _STEP_METRIC = "trainer/global_step"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
@@ -95,38 +102,49 @@ def wandb_logger(trainer: pl.Trainer) -> WandbLogger | None:
     return None
 
 
-def output_dir(trainer: pl.Trainer) -> Path:
-    """``<log dir>/figures``: where files go when no ``WandbLogger`` is in use (not created here).
+def output_dirs(trainer: pl.Trainer) -> list[Path]:
+    """The ``<log dir>/figures`` folders files go to, one per distinct log dir (none are created).
 
-    The log dir is what ``trainer.log_dir`` returns, found without its collective broadcast.
+    One for each logger other than W&B: its ``log_dir`` (TensorBoard, CSV) or ``save_dir``, else
+    ``default_root_dir``; without any logger, ``<default_root_dir>/figures``; with only a
+    ``WandbLogger``, none.
 
     Example:
         >>> trainer = pl.Trainer(logger=False, default_root_dir="runs", enable_progress_bar=False)
-        >>> output_dir(trainer).as_posix()
-        'runs/figures'
+        >>> [path.as_posix() for path in output_dirs(trainer)]
+        ['runs/figures']
     """
-    base: str | None = None
-    if trainer.loggers:
-        logger = trainer.loggers[0]
+    if not trainer.loggers:
+        return [Path(trainer.default_root_dir) / "figures"]
+    folders: list[Path] = []
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            continue
         base = logger.log_dir if isinstance(logger, (TensorBoardLogger, CSVLogger)) else logger.save_dir
-    return Path(base if base is not None else trainer.default_root_dir) / "figures"
+        folder = Path(base if base is not None else trainer.default_root_dir) / "figures"
+        if all(os.path.abspath(folder) != os.path.abspath(other) for other in folders):
+            folders.append(folder)
+    return folders
 
 
-def _file_path(trainer: pl.Trainer, key: str, suffix: str) -> Path:
+def _file_paths(trainer: pl.Trainer, key: str, suffix: str) -> list[Path]:
     parts = [_UNSAFE.sub("_", part) for part in key.split("/") if part and part not in (".", "..")]
-    folder = output_dir(trainer).joinpath(*(parts or ["figure"]))
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"epoch{trainer.current_epoch:04d}-step{trainer.global_step:07d}"
-    path = folder / f"{stem}{suffix}"
-    count = 1
-    while path.exists():  # a second evaluation at the same epoch and step (trainer.validate)
-        path = folder / f"{stem}-{count}{suffix}"
-        count += 1
-    return path
+    paths = []
+    for base in output_dirs(trainer):
+        folder = base.joinpath(*(parts or ["figure"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}{suffix}"
+        count = 1
+        while path.exists():  # a second evaluation at the same epoch and step (trainer.validate)
+            path = folder / f"{stem}-{count}{suffix}"
+            count += 1
+        paths.append(path)
+    return paths
 
 
-def log_figure(trainer: pl.Trainer, key: str, figure: Figure) -> Path | None:
-    """Log ``figure`` under ``key``: a ``wandb.Image`` with W&B, else a PNG file whose path is returned.
+def log_figure(trainer: pl.Trainer, key: str, figure: Figure) -> list[Path]:
+    """Log ``figure`` under ``key``: a ``wandb.Image`` with W&B, a PNG file for every other logger.
 
     Args:
         trainer: the running trainer.
@@ -134,54 +152,57 @@ def log_figure(trainer: pl.Trainer, key: str, figure: Figure) -> Path | None:
         figure: a matplotlib figure, e.g. from :func:`new_figure`.
 
     Returns:
-        The PNG file written, or ``None`` (W&B, or a rank other than zero).
+        The PNG files written (none with only W&B, or on a rank other than zero).
 
     Example:
         >>> import tempfile
         >>> trainer = pl.Trainer(logger=False, default_root_dir=tempfile.mkdtemp(), enable_progress_bar=False)
         >>> fig = new_figure(2, 2)
         >>> _ = fig.add_subplot().plot([0, 1], [0, 1])
-        >>> log_figure(trainer, "val/cal/reliability", fig).name
-        'epoch0000-step0000000.png'
+        >>> [path.name for path in log_figure(trainer, "val/cal/reliability", fig)]
+        ['epoch0000-step0000000.png']
     """
     if not trainer.is_global_zero:
-        return None
+        return []
     logger = wandb_logger(trainer)
     if logger is not None:
         logger.log_image(key=key, images=[figure_to_array(figure)], step=trainer.global_step)
-        return None
-    path = _file_path(trainer, key, ".png")
-    figure.savefig(path, dpi=100)
-    return path
+    paths = _file_paths(trainer, key, ".png")
+    for path in paths:
+        figure.savefig(path, dpi=100)
+    return paths
 
 
 def log_table(
     trainer: pl.Trainer, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> Path | None:
-    """Log a table: a ``wandb.Table`` with W&B, else a CSV file (header row first) whose path is returned.
+) -> list[Path]:
+    """Log a table: a ``wandb.Table`` with W&B, a CSV file (header row first) for every other logger.
 
     Tensor cells are converted with ``.item()``/``.tolist()`` so both targets get plain values.
+
+    Returns:
+        The CSV files written (none with only W&B, or on a rank other than zero).
 
     Example:
         >>> import tempfile
         >>> trainer = pl.Trainer(logger=False, default_root_dir=tempfile.mkdtemp(), enable_progress_bar=False)
-        >>> path = log_table(trainer, "val/cal/bins", ["bin", "count"], [[0, 3], [1, 5]])
+        >>> (path,) = log_table(trainer, "val/cal/bins", ["bin", "count"], [[0, 3], [1, 5]])
         >>> path.read_text().splitlines()
         ['bin,count', '0,3', '1,5']
     """
     if not trainer.is_global_zero:
-        return None
+        return []
     data = [[_plain(cell) for cell in row] for row in rows]
     logger = wandb_logger(trainer)
     if logger is not None:
         logger.log_table(key=key, columns=list(columns), data=data, step=trainer.global_step)
-        return None
-    path = _file_path(trainer, key, ".csv")
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(list(columns))
-        writer.writerows(data)
-    return path
+    paths = _file_paths(trainer, key, ".csv")
+    for path in paths:
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(list(columns))
+            writer.writerows(data)
+    return paths
 
 
 def log_line_series(
@@ -192,8 +213,8 @@ def log_line_series(
     title: str = "",
     xname: str = "x",
     yname: str = "",
-) -> Path | None:
-    """Log several curves over shared ``xs``: ``wandb.plot.line_series`` with W&B, else a PNG file.
+) -> list[Path]:
+    """Log several curves over shared ``xs``: ``wandb.plot.line_series`` with W&B, a PNG for other loggers.
 
     Args:
         trainer: the running trainer.
@@ -205,17 +226,17 @@ def log_line_series(
         yname: y-axis label (PNG only; W&B labels the y axis with the curve names).
 
     Returns:
-        The PNG file written, or ``None`` (W&B, or a rank other than zero).
+        The PNG files written (none with only W&B, or on a rank other than zero).
 
     Example:
         >>> import tempfile
         >>> trainer = pl.Trainer(logger=False, default_root_dir=tempfile.mkdtemp(), enable_progress_bar=False)
-        >>> path = log_line_series(trainer, "val/robust/curves", [1, 2, 3], {"blur": [0.9, 0.7, 0.4]})
+        >>> (path,) = log_line_series(trainer, "val/robust/curves", [1, 2, 3], {"blur": [0.9, 0.7, 0.4]})
         >>> path.suffix
         '.png'
     """
     if not trainer.is_global_zero:
-        return None
+        return []
     x_values = [float(_plain(x)) for x in xs]
     curves = {name: [float(_plain(y)) for y in values] for name, values in ys.items()}
     logger = wandb_logger(trainer)
@@ -226,7 +247,9 @@ def log_line_series(
             xs=x_values, ys=list(curves.values()), keys=list(curves), title=title, xname=xname
         )
         logger.experiment.log({key: chart, _STEP_METRIC: trainer.global_step})
-        return None
+    paths = _file_paths(trainer, key, ".png")
+    if not paths:
+        return paths
     figure = new_figure(6.0, 4.0)
     axes = figure.add_subplot()
     for name, values in curves.items():
@@ -235,32 +258,66 @@ def log_line_series(
     axes.grid(alpha=0.3)
     if curves:
         axes.legend(fontsize="small")
-    path = _file_path(trainer, key, ".png")
-    figure.savefig(path, dpi=100)
-    return path
+    for path in paths:
+        figure.savefig(path, dpi=100)
+    return paths
 
 
-def define_summaries(trainer: pl.Trainer, summaries: Mapping[str, str] | None = None) -> None:
-    """With W&B, keep the best value of each metric in the run summary (``define_metric``).
+def check_summaries(owner: str, summaries: object) -> dict[str, str]:
+    """Return ``summaries`` (metric -> rule of :data:`SUMMARY_RULES`, several joined by commas) or raise.
+
+    Example:
+        >>> check_summaries("Monitor", {"val/acc": "max", "val/loss": "min,last"})
+        {'val/acc': 'max', 'val/loss': 'min,last'}
+    """
+    allowed = (
+        "a mapping metric name -> " + " / ".join(repr(r) for r in SUMMARY_RULES) + " (or several, 'min,max')"
+    )
+    if not isinstance(summaries, Mapping):
+        raise fail(owner, "summaries", summaries, allowed)
+    checked: dict[str, str] = {}
+    for name, rule in summaries.items():
+        if (
+            not isinstance(name, str)
+            or not name
+            or not isinstance(rule, str)
+            or not all(part.strip() in SUMMARY_RULES for part in rule.split(","))
+        ):
+            raise fail(owner, "summaries", dict(summaries), allowed)
+        checked[name] = rule
+    return checked
+
+
+def define_summaries(
+    trainer: pl.Trainer, summaries: Mapping[str, str], warn_owner: str | None = None
+) -> None:
+    """With W&B, set the run-summary rule of each metric in ``summaries`` (``define_metric``), no other.
 
     Args:
         trainer: the trainer.
-        summaries: metric -> ``"max"``, ``"min"``, ``"mean"``, ``"last"`` ...; defaults to
-            :data:`DEFAULT_SUMMARIES` (best ``val/acc``, lowest ``val/cal/ece``).
+        summaries: metric -> ``"max"``, ``"min"``, ``"mean"``, ``"last"`` ... (:func:`check_summaries`).
+        warn_owner: when the user asked for these summaries, who asked: without a ``WandbLogger``
+            they cannot take effect, and a warning naming ``warn_owner`` says so.
 
-    Without a ``WandbLogger`` (or on ranks other than zero) this does nothing. Safe to call more
-    than once (each monitor calls it in ``on_fit_start``).
+    Without a ``WandbLogger`` (or on ranks other than zero) nothing is set. Safe to call more than
+    once (each monitor calls it in ``on_fit_start``).
 
     Example:
-        >>> define_summaries(pl.Trainer(logger=False, enable_progress_bar=False))  # no W&B: nothing
+        >>> define_summaries(pl.Trainer(logger=False, enable_progress_bar=False), {"val/cal/ece": "min"})
     """
     if not trainer.is_global_zero:
         return
     logger = wandb_logger(trainer)
     if logger is None:
+        if warn_owner is not None and summaries:
+            rank_zero_warn(
+                f"{warn_owner}: `summaries` {dict(summaries)} set W&B run-summary rules, but no WandbLogger"
+                " is in use, so they have no effect.",
+                category=UserWarning,
+            )
         return
     experiment = logger.experiment
-    for name, summary in (DEFAULT_SUMMARIES if summaries is None else summaries).items():
+    for name, summary in summaries.items():
         experiment.define_metric(name, step_metric=_STEP_METRIC, summary=summary)
 
 

@@ -305,7 +305,8 @@ class AnnealedStd(Schedule):
     "Adding Gradient Noise Improves Learning for Very Deep Networks" anneals the variance; this
     schedule returns its square root, ``sqrt(eta) * (1 + t) ** (-gamma / 2)``, the standard
     deviation a Gaussian noise source takes. The paper uses ``eta`` in {0.01, 0.3, 1.0} and
-    ``gamma = 0.55`` with ``t`` the optimizer step.
+    ``gamma = 0.55`` with ``t`` the optimizer step. Both must be >= 0 (a negative ``gamma`` would
+    make the noise grow without bound).
 
     Example:
         >>> AnnealedStd(eta=0.01, gamma=0.55)(Clock(step=0))
@@ -395,7 +396,8 @@ class _Gated(Schedule):
 class Interval(_Gated):
     """Noise at scheduled intervals: ``value`` for ``duration`` of every ``every`` units, else 0.
 
-    The windows start at ``offset``; before it the value is 0.
+    The windows start at ``offset``; before it the value is 0. ``every`` must be > 0, ``duration``
+    in ``(0, every]`` and ``offset`` >= 0 (and <= 1 in unit ``"progress"``).
 
     Example:
         >>> s = Interval(value=0.1, every=3, duration=1, unit="epoch")
@@ -414,8 +416,8 @@ class Interval(_Gated):
         self.unit = _check_unit("Interval", unit)
         self.inner = as_schedule(value, "Interval", "value")
         self.every = check_range("Interval", "every", every, 0.0, low_open=True)
-        self.duration = check_range("Interval", "duration", duration, 0.0, self.every)
-        self.offset = check_range("Interval", "offset", offset, 0.0)
+        self.duration = check_range("Interval", "duration", duration, 0.0, self.every, low_open=True)
+        self.offset = _check_time("Interval", "offset", offset, self.unit)
 
     @override
     def _on(self, t: float) -> bool:
@@ -505,7 +507,7 @@ class Product(Schedule):
     """
 
     def __init__(self, factors: Sequence[ScheduleLike]) -> None:
-        if len(factors) == 0:
+        if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or len(factors) == 0:
             raise fail("Product", "factors", factors, "a non-empty list of schedules or numbers")
         self.factors = [as_schedule(f, "Product", "factors") for f in factors]
 

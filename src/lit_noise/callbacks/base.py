@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -12,11 +14,14 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
+from lit_noise._settings import constructor_settings, log_settings
 from lit_noise._validation import check_int, check_range
+from lit_noise.callbacks._resume import warn_if_data_order_differs
 from lit_noise.errors import ConfigurationError
+from lit_noise.noise.base import Noise
 from lit_noise.schedules import Clock, Schedule
 
-__all__ = ["NoiseCallback", "flushes_logs", "training_clock"]
+__all__ = ["NoiseCallback", "flushes_logs", "source_names", "training_clock"]
 
 _SHARDED = ("FSDP", "DeepSpeed", "ModelParallel", "XLAFSDP")
 
@@ -50,28 +55,96 @@ def flushes_logs(trainer: pl.Trainer, every: int | None = None, epoch_loop: Any 
     return (step + 1) % every == 0 or bool(trainer.should_stop)
 
 
+def _snake(name: str) -> str:
+    """``SymmetricFlip`` -> ``symmetric_flip``, ``SNR`` -> ``snr``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def source_names(callbacks: Iterable[Callback], reserved: Iterable[str] = ()) -> dict[int, str]:
+    """The name each noise callback among ``callbacks`` logs under, by ``id``; duplicates raise.
+
+    A callback given ``name=`` keeps it. One left at ``name=None`` is named by its role
+    (``"input"``, ``"target"``, ``"weight"``, ``"gradient"``) when it is the only such callback of
+    that role, and by its role and noise otherwise (``"target_symmetric_flip"`` next to
+    ``"target_label_smoothing"``). Names in ``reserved`` (``"mix"`` under a
+    :class:`~lit_noise.MixupDataModule`) and names that two callbacks would share raise a
+    :class:`ConfigurationError` that says to pass ``name=``.
+
+    Example:
+        >>> from lit_noise import Gaussian, LabelSmoothing, SymmetricFlip, TargetNoise, WeightNoise
+        >>> callbacks = [TargetNoise(SymmetricFlip(p=0.2), num_classes=10),
+        ...              TargetNoise(LabelSmoothing(eps=0.1), num_classes=10),
+        ...              WeightNoise(Gaussian(std=0.01))]
+        >>> sorted(source_names(callbacks).values())
+        ['target_label_smoothing', 'target_symmetric_flip', 'weight']
+    """
+    reserved = tuple(reserved)
+    sources = [cb for cb in callbacks if isinstance(cb, NoiseCallback)]
+    unnamed = Counter(cb._default_name for cb in sources if cb._given_name is None)
+    names: dict[int, str] = {}
+    for cb in sources:
+        name = cb._default_name
+        if cb._given_name is None and unnamed[name] > 1 and cb._name_suffix():
+            name = f"{name}_{cb._name_suffix()}"
+        names[id(cb)] = name
+    taken = Counter(names.values())
+    for name in reserved:
+        taken[name] += 1
+    clashes = sorted(name for name, count in taken.items() if count > 1)
+    if clashes:
+        name = clashes[0]
+        users = [cb._describe() for cb in sources if names[id(cb)] == name]
+        if name in reserved:
+            users.append("MixupDataModule's settings")
+        raise ConfigurationError(
+            f"Several noise sources would log under the name {name!r} ({'; '.join(users)}), so their"
+            f" metrics (noise/{name}/...), settings (lit_noise/{name}/...) and checkpoint state would"
+            " clash. Pass a distinct `name=` to each of them."
+        )
+    return names
+
+
 class NoiseCallback(Callback):
     """Base of the noise callbacks: seed, counter-based generator, clock, ``scale``, logging, state.
 
     Subclasses call :meth:`_generator` for a generator seeded from (seed, stream, epoch, batch
     index[, rank]), :meth:`_clock` for the schedules' clock and :meth:`_log` for the strengths.
+    At train start the settings (:meth:`settings`) are logged as every logger's hyperparameters
+    under ``lit_noise/<name>/``.
+
+    Several instances can share a Trainer. A callback left at ``name=None`` takes its role as name
+    (``default_name``) when it is the only unnamed one of that role among the Trainer's callbacks,
+    else its role and its noise (``"target_symmetric_flip"``), resolved in ``setup`` (see
+    :func:`source_names`); names that two sources would share are refused there. Its checkpoint
+    state key is built from what does not change on resume: the class, the role, the noise's type
+    and where it applies (``key``, ``include``, ``exclude``), not the strengths. A callback given
+    ``name=`` uses that name for both.
 
     Args:
-        name: name used in the logged keys (``noise/<name>/<param>``) and the checkpoint state key.
+        name: name used in the logged keys (``noise/<name>/<param>``) and the checkpoint state key;
+            ``None`` (allowed when ``default_name`` is given): derived as above.
         seed: base seed; ``None`` draws one from torch's global RNG in ``setup`` (reproducible after
             ``seed_everything``) and shares rank 0's with every rank.
         scale: multiplier on every strength (the controller's knob), saved in checkpoints.
+        default_name: the role, the name of an unnamed instance.
     """
 
-    def __init__(self, name: str, seed: int | None = None, scale: float = 1.0) -> None:
+    #: Attributes that, with the noise's type, tell unnamed instances apart in checkpoints.
+    _identity_fields: ClassVar[tuple[str, ...]] = ("key", "include", "exclude")
+
+    def __init__(
+        self, name: str | None, seed: int | None = None, scale: float = 1.0, default_name: str | None = None
+    ) -> None:
         owner = type(self).__name__
-        if not isinstance(name, str) or not name:
+        if (name is not None or default_name is None) and (not isinstance(name, str) or not name):
             raise ConfigurationError(f"{owner}: `name` must be a non-empty string, got {name!r}.")
-        self.name = name
+        self._given_name = name
+        self._default_name: str = name or default_name or ""
+        self.name = self._default_name
         self.seed = None if seed is None else check_int(owner, "seed", seed, 0)
         self.scale = check_range(owner, "scale", scale, 0.0)
         self.last_values: dict[str, float] = {}
-        self._stream = stream_id(f"{owner}/{name}")
+        self._stream = stream_id(f"{owner}/{self.name}")
         self._generators = GeneratorCache()
         self._total_steps: float = math.inf
         self._log_every = 0
@@ -84,9 +157,62 @@ class NoiseCallback(Callback):
     def state_key(self) -> str:
         # Lightning reads state_key on every hook call of every callback: build it once per name.
         cached = self.__dict__.get("_state_key_cache")
-        if cached is None or cached[0] != self.name:
-            cached = self.__dict__["_state_key_cache"] = (self.name, self._generate_state_key(name=self.name))
+        if cached is None or (self._given_name is not None and cached[0] != self.name):
+            if self._given_name is None:
+                key = self._generate_state_key(name=self._default_name, **self._identity())
+            else:
+                key = self._generate_state_key(name=self.name)
+            cached = self.__dict__["_state_key_cache"] = (self.name, key)
         return str(cached[1])
+
+    def _noise(self) -> Noise | None:
+        noise = self.__dict__.get("noise")
+        return noise if isinstance(noise, Noise) else None
+
+    def _identity(self) -> dict[str, Any]:
+        """The state key's parts besides the role: the noise's type and where it applies."""
+        noise = self._noise()
+        identity: dict[str, Any] = {} if noise is None else {"noise": type(noise).__name__}
+        identity.update({f: self.__dict__[f] for f in self._identity_fields if f in self.__dict__})
+        return identity
+
+    def _name_suffix(self) -> str:
+        """What tells this callback's name apart from other unnamed ones of its role: its noise."""
+        noise = self._noise()
+        return "" if noise is None else _snake(type(noise).__name__)
+
+    def _describe(self) -> str:
+        noise = self._noise()
+        return type(self).__name__ + ("" if noise is None else f"({noise!r})")
+
+    def _resolve_name(self, trainer: pl.Trainer) -> None:
+        """Take the name :func:`source_names` gives this callback among the trainer's callbacks."""
+        from lit_noise.data.mixup import MixupDataModule  # here: lit_noise.data imports this module
+
+        datamodule = getattr(trainer, "datamodule", None)
+        reserved = ("mix",) if isinstance(datamodule, MixupDataModule) else ()
+        callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+        name = source_names(callbacks, reserved).get(id(self), self.name)
+        if name != self.name:
+            self.name = name
+            self._stream = stream_id(f"{type(self).__name__}/{name}")
+            self._seed_prefixes = {}
+
+    def settings(self) -> dict[str, Any]:
+        """What this callback was built with, as it holds it (the resolved name and seed).
+
+        Logged at train start as hyperparameters ``lit_noise/<name>/<setting>``: ``callback`` (the
+        class), every constructor argument (a noise as its type with its arguments below it,
+        ``noise/std``; a schedule as its ``repr`` with its fields below it).
+
+        Example:
+            >>> from lit_noise import Gaussian, InputNoise
+            >>> from lit_noise._settings import flat_settings
+            >>> flat = flat_settings(InputNoise(Gaussian(std=0.1), clamp=(0, 1), seed=0).settings())
+            >>> [flat[k] for k in ("callback", "name", "noise", "noise/std", "p", "clamp", "seed", "scale")]
+            ['InputNoise', 'input', 'Gaussian', 0.1, 1.0, [0.0, 1.0], 0, 1.0]
+        """
+        return {"callback": type(self).__name__, "name": self.name, **constructor_settings(self)}
 
     def _schedules(self) -> Iterable[Schedule]:
         """Every schedule this callback evaluates (checked for units in ``on_train_start``)."""
@@ -105,6 +231,7 @@ class NoiseCallback(Callback):
         if stage != "fit":
             return
         self._check_strategy(trainer)
+        self._resolve_name(trainer)
         if self.seed is None:
             self.seed = int(trainer.strategy.broadcast(default_seed(), src=0))
 
@@ -119,6 +246,8 @@ class NoiseCallback(Callback):
                 f"{type(self).__name__}({self.name!r}): a schedule in unit 'progress' needs a finite"
                 " training length; set the Trainer's `max_epochs` or `max_steps`."
             )
+        log_settings(trainer, f"lit_noise/{self.name}/", self.settings())
+        warn_if_data_order_differs(trainer, self, NoiseCallback)
 
     def _clock(self, trainer: pl.Trainer) -> Clock:
         return training_clock(trainer, self._total_steps)

@@ -18,7 +18,7 @@ from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
 from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
-from lit_noise.soft_labels import SoftLabels, hard, soft
+from lit_noise.soft_labels import SoftLabels, _class_rows, hard
 
 __all__ = ["BatchNoise"]
 
@@ -28,13 +28,18 @@ _NO_CLOCK = Clock()
 def _gate(noisy: Tensor, clean: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """Keep ``noisy`` for a random fraction ``p`` of the samples, ``clean`` for the others.
 
-    When the noise turned class indices into a distribution (``SoftLabels`` or ``(B, C)``
-    probabilities), the clean samples get their one-hot (or incoming) distribution.
+    When the noise turned class indices into a distribution (``SoftLabels`` or ``(B, C, ...)``
+    probabilities), the clean samples get their one-hot (or incoming) distribution; labels outside
+    ``[0, C)`` (ignored positions such as -100 padding) get zero rows, as the noise gives them.
     """
     distribution = noisy.soft if isinstance(noisy, SoftLabels) else noisy
     if not isinstance(noisy, SoftLabels) and noisy.shape == clean.shape:
         return LF.gate_samples(noisy, clean, p, generator)
-    clean_soft = soft(clean, distribution.shape[1]).to(distribution.dtype)
+    if isinstance(clean, SoftLabels):
+        clean_soft = clean.soft.to(distribution.dtype)
+    else:
+        rows = _class_rows(clean, distribution.shape[1], distribution.dtype)
+        clean_soft = rows if rows.ndim <= 2 else rows.movedim(-1, 1)
     keep = torch.rand(noisy.shape[0], generator=generator, device=noisy.device) < p
     mixed = torch.where(keep.view((-1,) + (1,) * (distribution.ndim - 1)), distribution, clean_soft)
     if not isinstance(noisy, SoftLabels):
@@ -84,7 +89,7 @@ class BatchNoise(NoiseCallback):
         owner = type(self).__name__
         if not isinstance(noise, Noise):
             raise fail(owner, "noise", noise, "a lit_noise.noise.Noise (Gaussian, LabelSmoothing, ...)")
-        super().__init__(self.role if name is None else name, seed, scale)
+        super().__init__(name, seed, scale, default_name=self.role)
         self.noise = noise
         self.key = key
         self._owner = owner
@@ -96,6 +101,9 @@ class BatchNoise(NoiseCallback):
         if low < 0.0 or high > 1.0:
             raise fail(owner, "p", p, "a probability in [0, 1]")
         self.clamp = self._check_clamp(owner, clamp)
+        # The per-sample probability is logged as `noise/<name>/p`, or `sample_p` when the noise has a
+        # `p` of its own (SymmetricFlip, PairFlip, Mask), so neither hides the other.
+        self._gate_key = "sample_p" if "p" in noise.schedules() else "p"
         # Filled in on_train_start: whether every strength is constant, and then the values resolved
         # once per `scale` (the hot path then reads no clock).
         self._constant = False
@@ -138,7 +146,7 @@ class BatchNoise(NoiseCallback):
         clock = _NO_CLOCK if self._constant else self._clock(trainer)
         params = self.noise.resolve(clock, self.scale)
         p = self.p(clock)
-        logged = params if self.p.is_constant and p == 1.0 else {**params, "p": p}
+        logged = params if self.p.is_constant and p == 1.0 else {**params, self._gate_key: p}
         if self._constant:
             self._params, self._p, self._logged, self._resolved_at = params, p, logged, self.scale
         return params, p, logged
@@ -159,7 +167,13 @@ class BatchNoise(NoiseCallback):
             fresh = True
         generator = self._generator(clean.device, trainer, batch_idx)
         noisy = noise.apply(clean, params, generator)
-        if self.clamp is not None and noisy.is_floating_point():
+        if self.clamp is not None:
+            if not noisy.is_floating_point():
+                raise ConfigurationError(
+                    f"{owner}: `clamp` {list(self.clamp)} clips floating inputs, but the {self.role} at"
+                    f" `key` {self.key!r} has dtype {clean.dtype}; remove `clamp` (integer inputs such as"
+                    " token ids keep their values)."
+                )
             noisy = noisy.clamp(*self.clamp)
         if p < 1.0:
             noisy = _gate(noisy, clean, p, generator)

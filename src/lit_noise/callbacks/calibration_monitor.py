@@ -13,9 +13,17 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_noise import reporting
+from lit_noise._optional import require
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks.monitoring import eval_forward, step_logits
+from lit_noise.callbacks.monitoring import (
+    ForwardFn,
+    check_classification,
+    check_forward_fn,
+    check_training_targets,
+    eval_forward,
+    step_logits,
+)
 from lit_noise.metrics.calibration import (
     AdaptiveCalibrationError,
     BrierScore,
@@ -72,14 +80,19 @@ class CalibrationMonitor(Callback):
     epoch end, logs ``<stage>/cal/ece``, ``mce``, ``rmsce`` (equal-width bins, top-label),
     ``aece`` (adaptive, equal-mass bins), ``brier`` and ``nll``, plus a reliability diagram (figure
     and per-bin table) through :mod:`lit_noise.reporting`: W&B images and tables with a
-    ``WandbLogger``, PNG and CSV files under ``<log dir>/figures/`` otherwise.
+    ``WandbLogger``, PNG and CSV files under ``<log dir>/figures/`` of every other logger (or of
+    ``default_root_dir`` without a logger).
 
     The logits are what the evaluation step returned (a tensor, or a dict's ``"logits"``); when it
-    returns anything else the monitor runs ``pl_module(batch[input_key])`` itself, under
-    ``no_grad`` in eval mode, restoring every module's mode and the RNG state (so a run gives the
-    same weights with or without the monitor). Metrics are synced across processes at epoch end
-    (each rank computes, a collective), logged as tensors and reset. Sanity-check batches are fed
-    through the metrics (so a bad ``num_classes`` fails before training) but nothing is logged.
+    returns anything else the monitor runs ``pl_module(batch[input_key])`` itself (or
+    ``forward_fn``), under ``no_grad`` in eval mode, restoring every module's mode and the RNG
+    state (so a run gives the same weights with or without the monitor). Metrics are synced across
+    processes at epoch end (each rank computes, a collective), logged as tensors and reset.
+    Sanity-check batches are fed through the metrics (so a bad ``num_classes`` fails before
+    training) but nothing is logged. It measures classification: a model with a width-1 output or
+    float ``(N,)``/``(N, 1)`` targets (regression) is refused, in the sanity check or, with
+    ``num_sanity_val_steps=0``, at the first training batch (from its targets) or else at the
+    first evaluation batch.
 
     Args:
         num_classes: number of classes ``C`` (the width of the model's output).
@@ -90,11 +103,21 @@ class CalibrationMonitor(Callback):
         target_key: where the targets are: class indices, ``SoftLabels`` or ``(N, C)`` distributions.
         input_format: ``"auto"``, ``"logits"`` or ``"probs"`` (see :mod:`lit_noise.metrics.functional`).
         n_fine_bins: fine histogram size of the adaptive ECE.
-        log_figures: also log the reliability diagram figure and table at each epoch end.
+        log_figures: also log the reliability diagram figure and table at each epoch end (needs
+            matplotlib, the ``plots`` extra).
+        forward_fn: how to get logits when the step returns none: ``None`` for
+            ``pl_module(x)``, the name of a method of the module, or a callable
+            ``f(pl_module, x) -> logits`` (for models whose ``forward`` needs more than the input).
+        summaries: W&B run-summary rules, metric -> ``"min"``, ``"max"``, ... (``define_metric``);
+            ``None``: the lowest ``val/cal/ece`` (when ``"val"`` is monitored). Add
+            ``{"val/acc": "max"}`` and so on to summarise your own metrics too; no other metric's
+            summary is touched.
 
     Raises:
-        ConfigurationError: bad arguments (here); a model output whose width differs from
-            ``num_classes``, targets out of range or a missing batch key (first evaluation batch).
+        ConfigurationError: bad arguments, or matplotlib missing with ``log_figures=True`` (here);
+            a model output whose width differs from ``num_classes``, a regression model, targets
+            out of range, a forward that fails on the input tensor alone or a missing batch key
+            (first evaluation batch).
 
     Example:
         >>> from lit_noise.examples import Classifier, DigitsDataModule
@@ -117,6 +140,8 @@ class CalibrationMonitor(Callback):
         input_format: InputFormat = "auto",
         n_fine_bins: int = 10_000,
         log_figures: bool = True,
+        forward_fn: ForwardFn = None,
+        summaries: Mapping[str, str] | None = None,
     ) -> None:
         owner = type(self).__name__
         check_metric_args(owner, num_classes, n_bins, None, input_format)
@@ -136,9 +161,15 @@ class CalibrationMonitor(Callback):
         self.input_format: InputFormat = input_format
         self.n_fine_bins = n_fine_bins
         self.log_figures = bool(log_figures)
+        if self.log_figures:
+            require("matplotlib", owner, "log_figures=True (pass log_figures=False to run without figures)")
+        self.forward_fn = check_forward_fn(owner, forward_fn)
+        self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
+        own = {"val/cal/ece": "min"} if "val" in self.stages else {}
+        self._summaries = own if self.summaries is None else self.summaries
         self.metrics = {stage: _StageMetrics(num_classes, n_bins, n_fine_bins) for stage in self.stages}
         self.last_values: dict[str, float] = {}
-        self._summaries_defined = False
+        self._inspected = False
 
     @property
     @override
@@ -149,9 +180,18 @@ class CalibrationMonitor(Callback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._summaries_defined:
-            reporting.define_summaries(trainer)
-            self._summaries_defined = True
+        self._inspected = False
+        owner = type(self).__name__ if self.summaries else None  # warn without W&B only when asked
+        reporting.define_summaries(trainer, self._summaries, warn_owner=owner)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._inspected:
+            return
+        self._inspected = True  # no sanity check ran: refuse regression targets before the first step
+        check_training_targets(type(self).__name__, batch, self._target_path)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -206,14 +246,17 @@ class CalibrationMonitor(Callback):
         if metrics is None:
             return
         owner = type(self).__name__
+        self._inspected = True
         logits = step_logits(outputs)
         if logits is None:  # the step returned no logits: run the forward as the step would (precision)
             plugin = trainer.precision_plugin
             context = plugin.val_step_context() if stage == "val" else plugin.test_step_context()
             with context:
-                logits = eval_forward(pl_module, read(batch, self._input_path, owner))
+                logits = eval_forward(pl_module, read(batch, self._input_path, owner), self.forward_fn, owner)
         target = read(batch, self._target_path, owner)
         first = metrics.updates == 0  # value checks (a device sync) once per epoch
+        if first:
+            check_classification(owner, logits, target)
         probs = to_probabilities(logits.detach(), self.num_classes, self.input_format, owner, validate=first)
         if first:
             hard_targets(target, logits.shape, self.num_classes, owner, validate=True)

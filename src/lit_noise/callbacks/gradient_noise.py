@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal, Union
 
 import lightning.pytorch as pl
 import torch
@@ -15,11 +16,16 @@ from lit_noise.callbacks.weight_noise import refuse_manual_optimization, trainab
 from lit_noise.functional.params import FlatLayout, Patterns, gaussian_, normalize_patterns
 from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
 
-__all__ = ["GradientNoise"]
+__all__ = ["GradientNoise", "Relative"]
+
+#: ``GradientNoise(relative=...)``: ``False`` (absolute), ``"tensor"`` (or ``True``) or ``"global"``.
+Relative = Union[bool, Literal["tensor", "global"]]
+_Mode = Literal[False, "tensor", "global"]
+_RELATIVE: dict[bool | str, _Mode] = {False: False, True: "tensor", "tensor": "tensor", "global": "global"}
 
 
 class GradientNoise(NoiseCallback):
-    """Add Gaussian noise ``std * N(0, 1)`` to the gradients before every optimizer step.
+    """Add Gaussian noise ``std * N(0, 1)`` (or ``std * RMS(grad) * N(0, 1)``) to the gradients.
 
     The noise goes in ``on_before_optimizer_step``: once per optimizer step (not per micro-batch
     under gradient accumulation), after mixed precision has unscaled the gradients and before
@@ -32,8 +38,21 @@ class GradientNoise(NoiseCallback):
     for Very Deep Networks", whose *variance* is ``eta / (1 + t) ** gamma`` at step ``t``, pass
     ``std=AnnealedStd(eta, gamma)`` (its square root).
 
+    Absolute noise does not suit adaptive optimizers: Adam divides each coordinate by its running
+    RMS, so noise much larger than the gradient becomes a random walk of step ``lr`` (the small
+    gradients of a BatchNorm CNN drown in ``std=0.1``). ``relative="tensor"`` multiplies each
+    tensor's noise by that gradient's root mean square ``sqrt(mean(g ** 2))``, so ``std`` is a
+    signal-to-noise ratio: the expected squared norm of the noise is ``std ** 2 * ||g||^2`` for
+    every tensor, and a tensor whose gradient is zero gets none. ``relative="global"`` uses one RMS
+    over all the selected gradients (the global norm divided by the square root of their number of
+    elements): the same ratio for the whole model. The RMS is taken from the gradients the step
+    uses (after unscaling, identical on every DDP rank), one fused norm per chunk.
+
     Args:
-        std: standard deviation (>= 0), a number or a schedule (``AnnealedStd``, ``Linear``, ...).
+        std: standard deviation (>= 0), a number or a schedule (``AnnealedStd``, ``Linear``, ...);
+            with ``relative``, a fraction of the gradients' RMS.
+        relative: ``False`` (absolute noise), ``"tensor"`` (or ``True``; scaled to each tensor's
+            gradient RMS) or ``"global"`` (scaled to the RMS of all the selected gradients).
         seed: base seed (``None``: drawn from torch's RNG at setup and shared from rank 0).
         include: glob patterns or ``re:`` regexes selecting trainable parameters by name (see
             :class:`~lit_noise.WeightNoise`); ``None``: every trainable parameter.
@@ -54,11 +73,14 @@ class GradientNoise(NoiseCallback):
         >>> trainer.fit(Classifier(), DigitsDataModule())
         >>> round(noise.last_values["std"] ** 2, 6) == round(0.01 / (1 + 3) ** 0.55, 6)  # step t = 3
         True
+        >>> GradientNoise(std=0.1, relative=True).relative  # noise of 10 % of each gradient's RMS
+        'tensor'
     """
 
     def __init__(
         self,
         std: ScheduleLike,
+        relative: Relative = False,
         seed: int | None = None,
         include: Patterns = None,
         exclude: Patterns = None,
@@ -69,7 +91,10 @@ class GradientNoise(NoiseCallback):
         owner = "GradientNoise"
         if not isinstance(std, (Schedule, int, float)) or isinstance(std, bool):
             raise fail(owner, "std", std, "a standard deviation >= 0 or a schedule")
-        super().__init__(name or "gradient", seed, scale)
+        super().__init__(name, seed, scale, default_name="gradient")
+        if not isinstance(relative, (bool, str)) or relative not in _RELATIVE:
+            raise fail(owner, "relative", relative, "False, 'tensor' (or True) or 'global'")
+        self.relative: _Mode = _RELATIVE[relative]
         self.std = as_schedule(std, owner, "std")
         low, _ = self.std.min_max()
         if low < 0.0:
@@ -87,7 +112,13 @@ class GradientNoise(NoiseCallback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            refuse_manual_optimization("GradientNoise", pl_module)
+            refuse_manual_optimization(
+                "GradientNoise",
+                pl_module,
+                "it adds the noise in `on_before_optimizer_step`, seeded by the optimizer step, once"
+                " per step that Lightning's loop takes; a module that steps its optimizers itself is"
+                " not supported yet.",
+            )
         super().setup(trainer, pl_module, stage)
 
     @override
@@ -110,7 +141,13 @@ class GradientNoise(NoiseCallback):
         step = trainer.global_step
         generators = {d: self._generator(d, trainer, step, per_rank=False) for d in layout.devices}
         grads = [p.grad for p in self._params]
-        layout.add_(lambda out, generator: gaussian_(out, std, 0.0, generator), generators, targets=grads)
+        factors = layout.rms(grads, per_tensor=self.relative == "tensor") if self.relative else None
+        layout.add_(
+            lambda out, generator: gaussian_(out, std, 0.0, generator),
+            generators,
+            targets=grads,
+            factors=factors,
+        )
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

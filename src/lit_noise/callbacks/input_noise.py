@@ -24,7 +24,8 @@ class InputNoise(BatchNoise):
     Lightning hands ``training_step`` the very batch object the callbacks see, so the batch must be
     a list or a dict (torch's default collate turns tuple samples into lists); a tuple batch is
     refused with a :class:`~lit_noise.ConfigurationError` at the first batch, before any step. Bad
-    keys, integer inputs and 'progress' schedules on an unbounded trainer are refused likewise.
+    keys, integer inputs (but for ``Mask``, which only sets values) and 'progress' schedules on an
+    unbounded trainer are refused likewise.
     With ``p < 1`` each sample is noised (and clamped) with probability ``p``; the others are left
     exactly as they were. Noise is drawn from a generator seeded from (seed, name, epoch, batch
     index, rank): the same seed gives the same noise, a resumed run continues the same stream, and
@@ -40,7 +41,10 @@ class InputNoise(BatchNoise):
         p: per-sample probability of being noised, a number or a schedule.
         clamp: ``(low, high)`` to clip the noisy inputs to, e.g. ``(0, 1)`` for images.
         seed: base seed of the noise stream (``None``: drawn from torch's RNG at setup).
-        name: name in logged keys and checkpoint state (default ``"input"``).
+        name: name in logged keys (``noise/<name>/<param>``), logged settings
+            (``lit_noise/<name>/...``) and checkpoint state; ``None``: ``"input"``, or
+            ``"input_<noise>"`` (``"input_gaussian"``) when several unnamed InputNoise share the
+            Trainer (see :class:`~lit_noise.NoiseCallback`).
         scale: multiplier on the noise strength (the controller's knob).
 
     Example:

@@ -22,7 +22,9 @@ class NoiseLayerSchedule(NoiseCallback):
     Before each training batch, each noise layer gets the trainer's :class:`~lit_noise.Clock`, a
     generator seeded from (seed, layer index, epoch, batch index, rank) and this callback's
     ``scale`` (multiplied with the layer's own), and its strengths are logged as
-    ``noise/<name>/<layer path>/<param>``. The layers' own ``scale`` values are saved in the
+    ``noise/<name>/<layer path>/<param>`` (a :class:`~lit_noise.GaussianDropout` as its ``rate``).
+    At train start the callback's and each layer's settings are logged as hyperparameters
+    ``lit_noise/<name>/<layer path>/<setting>``. The layers' own ``scale`` values are saved in the
     checkpoint and restored on resume. After fitting, the layers' clocks are cleared.
 
     Args:
@@ -57,6 +59,15 @@ class NoiseLayerSchedule(NoiseCallback):
                 layer.scale = self._saved_layer_scales[path]
         self._saved_layer_scales = {}
         super().on_train_start(trainer, pl_module)
+
+    @override
+    def settings(self) -> dict[str, Any]:
+        """The callback's settings, and every noise layer's under its module path (``dropout/rate``).
+
+        Only known from train start on, when the layers have been found.
+        """
+        layers: dict[str, Any] = dict(self._layers)
+        return {**super().settings(), **layers}
 
     @override
     def on_train_batch_start(

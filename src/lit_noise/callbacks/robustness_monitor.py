@@ -10,21 +10,30 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import Metric
 from typing_extensions import override
 
 from lit_noise import reporting
+from lit_noise._optional import require
 from lit_noise._rng import GeneratorCache, stream_id
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks.monitoring import eval_forward, step_logits
+from lit_noise.callbacks.monitoring import (
+    ForwardFn,
+    check_classification,
+    check_forward_fn,
+    check_training_targets,
+    eval_forward,
+    step_logits,
+)
 from lit_noise.corruptions.constants import TABLES
 from lit_noise.corruptions.suite import (
     DEFAULT_CORRUPTIONS,
     SEVERITIES,
     Corruption,
-    check_in_range,
+    ValueRange,
     check_severities,
     get,
 )
@@ -39,10 +48,30 @@ from lit_noise.metrics.functional import (
     top_label,
 )
 
-__all__ = ["RobustnessMonitor", "area_under_curve"]
+__all__ = ["SUITES", "RobustnessMonitor", "Suite", "area_under_curve"]
 
 _PREFIX = "val/robust"
 _AUTO_COPIES = 8  # corrupted copies per forward on accelerators with copies_per_forward="auto"
+
+
+class Suite(NamedTuple):
+    """What a :class:`RobustnessMonitor` evaluates unless told otherwise."""
+
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    max_samples: int | None  # None: every validation sample
+
+
+#: ``suite="quick"`` (the default): one corruption of each family (noise, blur, photometric,
+#: digital) at a middle and the worst severity, on the first 64 validation samples: 8 corrupted
+#: copies of 64 samples, about one clean validation pass of the shapes data (500 samples), so a
+#: monitored validation epoch of the shapes CNN takes about 2.2x a clean one (measured; the
+#: target is < 3x). ``suite="full"``: every built-in corruption at severities 1..5 on every
+#: validation sample (the benchmarks' protocol, 50 corrupted copies of the validation set).
+SUITES: Mapping[str, Suite] = {
+    "quick": Suite(("gaussian_noise", "gaussian_blur", "contrast", "pixelate"), (3, 5), 64),
+    "full": Suite(DEFAULT_CORRUPTIONS, SEVERITIES, None),
+}
 
 
 def area_under_curve(severities: Sequence[int], clean: float, accuracies: Sequence[float]) -> float:
@@ -110,11 +139,10 @@ class RobustnessMonitor(Callback):
     process) is corrupted with every corruption at every severity on the model's device
     (:mod:`lit_noise.corruptions`), and the model is run on the corrupted copies (on accelerators
     several copies concatenated into one forward, ``copies_per_forward``), under ``no_grad`` in
-    eval mode. The
-    predictions stream into fixed-size per-(corruption, severity) bins: nothing is stored, and
-    there is no second pass over the data. At the end of the epoch the bins are summed across
-    processes (a collective on every rank) and the monitor logs, with ``<c>`` a corruption and
-    ``<k>`` a severity:
+    eval mode. The predictions stream into fixed-size per-(corruption, severity) bins: nothing is
+    stored, and there is no second pass over the data. At the end of the epoch the bins are summed
+    across processes (a collective on every rank) and the monitor logs, with ``<c>`` a corruption
+    and ``<k>`` a severity:
 
     * ``val/robust/<c>/s<k>/acc`` and ``val/robust/<c>/s<k>/ece``: accuracy and expected
       calibration error (top-label, ``n_bins`` equal-width bins, as
@@ -134,29 +162,48 @@ class RobustnessMonitor(Callback):
       mean corruption error, not the maximum calibration error of ``val/cal/mce``);
 
     and, unless ``log_figures=False``, the accuracy-versus-severity curves and a table of every
-    value through :mod:`lit_noise.reporting` (W&B line series and table with a ``WandbLogger``, PNG
-    and CSV files under ``<log dir>/figures/val/robust/`` otherwise).
+    value through :mod:`lit_noise.reporting` (W&B line series and table with a ``WandbLogger``;
+    PNG and CSV files under ``<log dir>/figures/val/robust/`` of every other logger, or of
+    ``default_root_dir`` without a logger).
+
+    **What it costs.** By default (``suite="quick"``, :data:`SUITES`) it evaluates 4 corruptions
+    (``gaussian_noise``, ``gaussian_blur``, ``contrast``, ``pixelate``) at severities 3 and 5 on
+    the first 64 validation samples: 8 corrupted copies of 64 samples per evaluated epoch.
+    ``suite="full"`` is the benchmarks' protocol: every built-in corruption at severities 1..5 on
+    every sample (50 corrupted copies of the validation set). ``corruptions``, ``severities`` and
+    ``max_samples`` override the suite's choice one by one. The cost (copies, corrupted samples and
+    model calls per validation batch) is logged once, at the first validation batch.
+
+    **Inputs.** The corruptions are defined on data in [0, 1]. Inputs in another range give
+    ``value_range=(low, high)``; standardised inputs ``(raw - mean) / std`` (a normalised image
+    pipeline) give ``mean`` and ``std`` (per channel): each batch is mapped to [0, 1], corrupted,
+    and mapped back before the forward, so the model sees corrupted inputs in its own format.
+
+    **Classification only.** The monitor measures classification accuracy. A model with an output
+    of width 1 or float targets of shape ``(N,)`` or ``(N, 1)`` (regression) is refused with a
+    :class:`~lit_noise.ConfigurationError` in the sanity check, or, with ``num_sanity_val_steps=0``,
+    at the first training batch (from its targets) or else at the first validation batch.
 
     The monitor never changes the model's mode, weights or random state: it adds no hook to the
     model, runs its forwards under ``no_grad`` with every module's mode and the global RNG restored
     (:func:`~lit_noise.callbacks.monitoring.eval_forward`), and draws its noise from its
     own counter-based generator seeded from ``(seed, process rank, dataloader index, batch index,
     corruption, severity)`` — the same corrupted validation set at every epoch, whatever the run's
-    seed. A run with the monitor therefore gives the same weights as a run without it. Inputs must
-    be images in [0, 1] (corrupt before normalising; normalise inside the model). Sanity-check
-    batches are only checked (keys, value range, corruptions, the model output's width and the
-    targets; a one-sample forward when the step returns no logits), not evaluated.
+    seed. A run with the monitor therefore gives the same weights as a run without it. Sanity-check
+    batches are only checked (keys, value range, corruptions, a one-sample forward of the monitor's
+    own, the model output's width and the targets), not evaluated.
 
     Args:
-        corruptions: names from :data:`~lit_noise.corruptions.CORRUPTIONS`; ``None`` means every
-            built-in corruption that applies to the inputs (``saturate`` needs 3 channels, the image
-            corruptions ``(B, C, H, W)`` batches; other inputs get only the noise corruptions).
-        severities: severities to evaluate, a subset of 1..5.
+        corruptions: names from :data:`~lit_noise.corruptions.CORRUPTIONS` (checked strictly
+            against the inputs); ``"all"``: every built-in corruption that applies to the inputs
+            (``saturate`` needs 3 channels, the image corruptions ``(B, C, H, W)`` batches; other
+            inputs get only the noise corruptions); ``None``: the suite's, those that apply.
+        severities: severities to evaluate, a subset of 1..5; ``None``: the suite's.
         every_n_epochs: evaluate at the validation of every ``n``-th epoch (epoch ``e`` when
             ``(e + 1) % n == 0``, as Lightning's ``check_val_every_n_epoch``); ``trainer.validate``
             always evaluates.
         max_samples: samples per epoch and process to evaluate (the first ones of the validation
-            loader); ``None`` for all.
+            loader, the same at every epoch); ``"all"`` for every sample; ``None``: the suite's.
         constants: ``"cifar10"`` (CIFAR-10-C's table, for 32x32 images) or ``"imagenet"``.
         baseline_errors: corruption -> five error rates in [0, 1] of a baseline model at severities
             1..5 (e.g. AlexNet's for ImageNet-C); every monitored corruption needs one. Enables
@@ -173,14 +220,32 @@ class RobustnessMonitor(Callback):
         input_format: ``"auto"``, ``"logits"`` or ``"probs"``: how the model output is read
             (see :mod:`lit_noise.metrics.functional`).
         num_classes: the width of the model output; ``None`` takes it from the first output.
-        log_figures: log the curves and the table at each evaluated epoch.
+        log_figures: log the curves and the table at each evaluated epoch (needs matplotlib, the
+            ``plots`` extra).
+        suite: ``"quick"`` or ``"full"``, the defaults of ``corruptions``, ``severities`` and
+            ``max_samples`` (:data:`SUITES`).
+        value_range: ``(low, high)``, the range of the inputs (after undoing ``mean``/``std``),
+            mapped to [0, 1] for the corruptions and back.
+        mean: for standardised inputs ``x = (raw - mean) / std``: the means (a number, or one per
+            channel of dimension 1), given with ``std``.
+        std: the standard deviations (> 0) of that standardisation.
+        forward_fn: how to run the model on the (corrupted) input tensor: ``None`` for
+            ``pl_module(x)``, the name of a method of the module (``"predict_logits"``), or a
+            callable ``f(pl_module, x) -> logits``; for models whose ``forward`` needs more than
+            the input tensor.
+        summaries: W&B run-summary rules, metric -> ``"max"``, ``"min"``, ... (``define_metric``);
+            ``None``: the best ``val/robust/mean_acc`` (and the lowest ``val/robust/mce`` with
+            ``baseline_errors``). Add ``{"val/acc": "max"}`` and so on to summarise your own
+            metrics too; no other metric's summary is touched.
 
     Raises:
         ConfigurationError: here for bad arguments (unknown corruption names, listing the known
-            ones; severities outside 1..5; ``n_bins`` < 1; a malformed ``baseline_errors``); at the
-            first validation batch (the sanity check, before training) for a batch key that is not
-            there, inputs outside [0, 1], a corruption that does not apply to the inputs or a model
-            output whose width differs from ``num_classes``.
+            ones; severities outside 1..5; ``n_bins`` < 1; a malformed ``baseline_errors``,
+            ``value_range``, ``mean``/``std``, ``forward_fn`` or ``summaries``; matplotlib missing
+            with ``log_figures=True``); at the first validation batch (the sanity check, before
+            training) for a batch key that is not there, inputs outside the range, a corruption that
+            does not apply to the inputs, a forward that fails on the input tensor alone, a model
+            output whose width differs from ``num_classes``, or a regression model.
 
     Example:
         >>> from lit_noise.examples import Classifier, ShapesDataModule
@@ -197,10 +262,10 @@ class RobustnessMonitor(Callback):
 
     def __init__(
         self,
-        corruptions: Sequence[str] | None = None,
-        severities: Sequence[int] = SEVERITIES,
+        corruptions: Sequence[str] | Literal["all"] | None = None,
+        severities: Sequence[int] | None = None,
         every_n_epochs: int = 1,
-        max_samples: int | None = None,
+        max_samples: int | Literal["all"] | None = None,
         constants: str = "cifar10",
         baseline_errors: Mapping[str, Sequence[float]] | None = None,
         input_key: BatchKey = 0,
@@ -211,24 +276,43 @@ class RobustnessMonitor(Callback):
         input_format: InputFormat = "auto",
         num_classes: int | None = None,
         log_figures: bool = True,
+        suite: Literal["quick", "full"] = "quick",
+        value_range: Sequence[float] = (0.0, 1.0),
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        forward_fn: ForwardFn = None,
+        summaries: Mapping[str, str] | None = None,
     ) -> None:
         owner = type(self).__name__
+        self.suite = str(check_choice(owner, "suite", suite, tuple(SUITES)))
+        defaults = SUITES[self.suite]
+        strict = corruptions is not None and corruptions != "all"
         if corruptions is None:
+            names = defaults.corruptions
+        elif corruptions == "all":
             names = DEFAULT_CORRUPTIONS
         elif (
             isinstance(corruptions, (str, bytes)) or not isinstance(corruptions, Sequence) or not corruptions
         ):
-            raise fail(owner, "corruptions", corruptions, "None or a non-empty sequence of corruption names")
+            raise fail(
+                owner,
+                "corruptions",
+                corruptions,
+                "None, 'all' or a non-empty sequence of corruption names",
+            )
         else:
             names = tuple(dict.fromkeys(get(name, owner).name for name in corruptions))
-        self.corruptions = None if corruptions is None else names
-        self.severities = check_severities(severities, owner)
+        self.corruptions = names if strict else None
+        self.severities = check_severities(defaults.severities if severities is None else severities, owner)
         self.every_n_epochs = check_int(owner, "every_n_epochs", every_n_epochs, 1)
-        self.max_samples = None if max_samples is None else check_int(owner, "max_samples", max_samples, 1)
+        if max_samples is None:
+            self.max_samples = defaults.max_samples
+        elif max_samples == "all":
+            self.max_samples = None
+        else:
+            self.max_samples = check_int(owner, "max_samples", max_samples, 1)
         self.constants = str(check_choice(owner, "constants", constants, tuple(TABLES)))
-        self.baseline_errors = self._check_baseline(
-            baseline_errors, names if corruptions is not None else (), self.severities
-        )
+        self.baseline_errors = self._check_baseline(baseline_errors, names if strict else (), self.severities)
         self.input_key = input_key
         self.target_key = target_key
         self._input_path = normalize_key(input_key, owner, "input_key")
@@ -243,6 +327,17 @@ class RobustnessMonitor(Callback):
         self.input_format: InputFormat = check_choice(owner, "input_format", input_format, INPUT_FORMATS)
         self.num_classes = None if num_classes is None else check_int(owner, "num_classes", num_classes, 2)
         self.log_figures = bool(log_figures)
+        if self.log_figures:
+            require("matplotlib", owner, "log_figures=True (pass log_figures=False to run without figures)")
+        self._range = ValueRange(value_range, mean, std, owner)
+        self.value_range = (self._range.low, self._range.high)
+        self.mean, self.std = self._range.mean, self._range.std
+        self.forward_fn = check_forward_fn(owner, forward_fn)
+        own = {f"{_PREFIX}/mean_acc": "max"}
+        if self.baseline_errors is not None:
+            own[f"{_PREFIX}/mce"] = "min"
+        self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
+        self._summaries = own if self.summaries is None else self.summaries
         for name in names:  # every (corruption, severity) has its parameters in the chosen table
             get(name, owner).params(self.severities[0], self.constants)
         self._pairs = [
@@ -262,6 +357,8 @@ class RobustnessMonitor(Callback):
         self._generators = GeneratorCache()
         self._active = False
         self._checked = False
+        self._inspected = False  # a validation batch (or the first training batch's targets) was checked
+        self._announced = False
         self._seen = 0
         self._evaluated: list[_Pair] = []
         self._classes: int | None = self.num_classes
@@ -326,14 +423,63 @@ class RobustnessMonitor(Callback):
             self._check_baseline_covers(self.baseline_errors, applicable, self.severities)
         self._evaluated = [pair for pair in self._pairs if pair.corruption.name in applicable]
 
+    def cost(self, batch_size: int, step_logits: bool, device: torch.device) -> str:
+        """What one evaluated validation epoch costs, in words (logged once, at the first batch).
+
+        Args:
+            batch_size: samples per validation batch.
+            step_logits: whether the validation step returns the logits (else the monitor also
+                runs the clean forward).
+            device: the model's device (for ``copies_per_forward="auto"``).
+
+        Example:
+            >>> print(RobustnessMonitor(["contrast"], [1, 5], max_samples=100, log_figures=False).cost(
+            ...     64, True, torch.device("cpu")))
+            RobustnessMonitor: 2 corrupted copies (contrast at severities 1, 5) of the first 100
+            validation samples per process, every validation epoch: up to 200 corrupted samples per
+            evaluated epoch, in 2 extra model calls per validation batch of 64 (1 copy per call).
+            suite='full' evaluates every corruption at severities 1..5 on every sample.
+        """
+        pairs = self._evaluated if self._evaluated else self._pairs
+        copies = len(pairs)
+        names = list(dict.fromkeys(pair.corruption.name for pair in pairs))
+        work = copies + (0 if step_logits else 1)
+        chunk = self._chunk_size(work, device)
+        calls = -(-work // chunk)
+        first = f"the first {self.max_samples} validation samples"
+        samples = "every validation sample" if self.max_samples is None else first
+        when = "every validation epoch" if self.every_n_epochs == 1 else f"every {self.every_n_epochs} epochs"
+        total = "" if self.max_samples is None else f"up to {copies * self.max_samples} corrupted samples"
+        total = total or f"{copies} corrupted copies of the validation set"
+        clean = "" if step_logits else "; the clean copy too, as validation_step returns no logits"
+        return (
+            f"RobustnessMonitor: {copies} corrupted copies ({', '.join(names)} at severities"
+            f" {', '.join(map(str, self.severities))}) of {samples} per process,"
+            f" {when}: {total} per evaluated epoch, in {calls} extra model calls per validation batch of"
+            f" {batch_size} ({chunk} {'copy' if chunk == 1 else 'copies'} per call{clean})."
+            + (
+                ""
+                if self.suite == "full"
+                else " suite='full' evaluates every corruption at severities 1..5 on every sample."
+            )
+        )
+
     # ---------------------------------------------------------------------------------------- hooks
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        summaries = {**reporting.DEFAULT_SUMMARIES, f"{_PREFIX}/mean_acc": "max"}
-        if self.baseline_errors is not None:
-            summaries[f"{_PREFIX}/mce"] = "min"
-        reporting.define_summaries(trainer, summaries)
+        self._inspected = False
+        owner = type(self).__name__ if self.summaries else None  # warn without W&B only when asked
+        reporting.define_summaries(trainer, self._summaries, warn_owner=owner)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._inspected:
+            return
+        self._inspected = True  # no sanity check ran: refuse regression targets before the first step
+        check_training_targets(type(self).__name__, batch, self._target_path)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -345,6 +491,10 @@ class RobustnessMonitor(Callback):
         self._seen = 0
         self.bins.to(pl_module.device)
         self.bins.reset()
+
+    def _forward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, inputs: Tensor) -> Tensor:
+        with trainer.precision_plugin.val_step_context():
+            return eval_forward(pl_module, inputs, self.forward_fn, type(self).__name__, step_helps=False)
 
     @override
     def on_validation_batch_end(
@@ -366,26 +516,28 @@ class RobustnessMonitor(Callback):
             return
         full = x.shape[0]
         x = x[:count].detach()
+        clean = step_logits(outputs)
+        clean = clean[:count].detach() if clean is not None and clean.shape[0] == full else None
         first = not self._checked
         if first:
             self._check_first_batch(x)
             self._checked = True
-        check_in_range(x, 0.0, 1.0, owner)
-        if not self._active:  # sanity check: the model output and the targets, before training starts
-            logits = step_logits(outputs)
-            if logits is None or logits.shape[0] != full:
-                with trainer.precision_plugin.val_step_context():
-                    logits = eval_forward(pl_module, x[:1])
-            self._update(logits[:1], target[:1], [0], validate=True, record=False)
+            self._inspected = True
+        unit = self._range.to_unit(x)  # checks the range
+        if first and not self._announced:
+            self._announced = True
+            rank_zero_info(self.cost(full, clean is not None, x.device))
+        if not self._active:  # sanity check: the forward, the model output and the targets, before training
+            own = self._forward(trainer, pl_module, x[:1])  # the forward the corrupted copies need works
+            check_classification(owner, own if clean is None else clean, target[:count])
+            for logits in (own, clean):
+                if logits is not None:
+                    self._update(logits[:1], target[:1], [0], validate=True, record=False)
             return
         self._seen += count
-        clean = step_logits(outputs)
-        if clean is not None and clean.shape[0] == full:
-            clean = clean[:count].detach()
+        if clean is not None:
             self._update(clean, target[:count], [0], first)
             first = False
-        else:
-            clean = None
         work: list[_Pair | None] = ([None] if clean is None else []) + list(self._evaluated)
         size = self._chunk_size(len(work), x.device)
         rank = trainer.global_rank
@@ -394,33 +546,34 @@ class RobustnessMonitor(Callback):
             copies = [
                 x
                 if pair is None
-                else pair.corruption.function(
-                    x,
-                    pair.params,
-                    self._generators.get(
-                        x.device,
-                        self.seed,
-                        self._stream,
-                        rank,
-                        dataloader_idx,
-                        batch_idx,
-                        pair.stream,
-                        pair.severity,
+                else self._range.from_unit(
+                    pair.corruption.function(
+                        unit,
+                        pair.params,
+                        self._generators.get(
+                            x.device,
+                            self.seed,
+                            self._stream,
+                            rank,
+                            dataloader_idx,
+                            batch_idx,
+                            pair.stream,
+                            pair.severity,
+                        )
+                        if pair.corruption.random
+                        else None,
                     )
-                    if pair.corruption.random
-                    else None,
                 )
                 for pair in chunk
             ]
             inputs = copies[0] if len(copies) == 1 else torch.cat(copies)
-            with trainer.precision_plugin.val_step_context():
-                logits = eval_forward(pl_module, inputs)
+            logits = self._forward(trainer, pl_module, inputs)
             self._update(logits, target[:count], [0 if pair is None else pair.row for pair in chunk], first)
             first = False
 
     def _chunk_size(self, copies: int, device: torch.device) -> int:
         if self.copies_per_forward is None:
-            return copies
+            return max(copies, 1)
         if self.copies_per_forward == "auto":
             return 1 if device.type == "cpu" else _AUTO_COPIES
         return int(self.copies_per_forward)
@@ -432,8 +585,10 @@ class RobustnessMonitor(Callback):
         copies = len(rows)
         per_copy = logits.shape[0] // copies
         sample_shape = torch.Size([per_copy, *logits.shape[1:]])
+        if validate:
+            check_classification(owner, logits, target)
         if self._classes is None:
-            self._classes = int(logits.shape[1]) if logits.ndim >= 2 else 0
+            self._classes = int(logits.shape[1])
         probs = to_probabilities(logits.detach(), self._classes, self.input_format, owner, validate)
         labels = hard_targets(target, sample_shape, self._classes, owner, validate).to(probs.device)
         if not record:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lit_noise._validation import fail
 from lit_noise.batch import BatchKey
 from lit_noise.callbacks.batch_noise import BatchNoise
 from lit_noise.noise.base import Noise
@@ -24,6 +25,12 @@ class TargetNoise(BatchNoise):
     :class:`~lit_noise.InputNoise`; a label noise on float inputs, ``Gaussian`` on integer labels and
     a label noise without ``num_classes`` are refused before any step.
 
+    Token targets ``(B, T)`` work as they are: the soft targets keep their distribution through
+    ``y.view(-1)`` and the other shape and indexing operations, so
+    ``F.cross_entropy(logits.view(-1, V), y.view(-1), ignore_index=PAD)`` trains on the smoothed
+    tokens. Padding (labels equal to ``ignore_index``) is never noised, and that loss leaves it out
+    (mean over the kept tokens) exactly as for hard targets.
+
     Args:
         noise: what noise; its parameters may be schedules.
         key: where the targets are (see :class:`~lit_noise.InputNoise`); default ``1``.
@@ -32,6 +39,9 @@ class TargetNoise(BatchNoise):
         seed: base seed (``None``: drawn from torch's RNG at setup).
         name: name in logged keys and checkpoint state (default ``"target"``).
         scale: multiplier on the noise strength (the controller's knob).
+        ignore_index: label of the positions a label noise leaves alone (padding), passed to the
+            noise like ``num_classes``: it replaces the noise's default -100 (a different value set on
+            the noise is an error). ``None`` keeps the noise's own.
 
     Example:
         >>> import torch
@@ -39,6 +49,8 @@ class TargetNoise(BatchNoise):
         >>> callback = TargetNoise(LabelSmoothing(eps=0.1), num_classes=10)
         >>> callback.noise.num_classes
         10
+        >>> TargetNoise(LabelSmoothing(eps=0.1), num_classes=100, ignore_index=0).noise.ignore_index
+        0
     """
 
     role = "target"
@@ -52,8 +64,18 @@ class TargetNoise(BatchNoise):
         seed: int | None = None,
         name: str | None = None,
         scale: float = 1.0,
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__(noise, key, p, None, seed, name, scale)
         self.num_classes = num_classes
+        self.ignore_index = ignore_index
         if isinstance(noise, LabelNoise):
             noise.with_num_classes(num_classes)
+            noise.with_ignore_index(ignore_index)
+        elif ignore_index is not None:
+            raise fail(
+                "TargetNoise",
+                "ignore_index",
+                ignore_index,
+                f"None for {type(noise).__name__}: only label noise has positions to leave alone",
+            )

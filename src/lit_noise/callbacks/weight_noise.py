@@ -52,13 +52,12 @@ _ADDITIVE: tuple[type[Noise], ...] = (Gaussian, Uniform, Laplace)
 _ELEMENTWISE: tuple[type[Noise], ...] = (Speckle, Mask)
 
 
-def refuse_manual_optimization(owner: str, pl_module: pl.LightningModule) -> None:
-    """Raise :class:`ConfigurationError` when ``pl_module`` optimises manually."""
+def refuse_manual_optimization(owner: str, pl_module: pl.LightningModule, reason: str) -> None:
+    """Raise :class:`ConfigurationError` if ``pl_module`` optimises manually; ``reason`` says why."""
     if not pl_module.automatic_optimization:
         raise ConfigurationError(
-            f"{owner} does not support manual optimisation (`automatic_optimization = False`): the"
-            " perturb/restore and step hooks it relies on are then under the module's control, and"
-            " several forward/backward pairs per step would break them. Use automatic optimisation."
+            f"{owner} does not support manual optimisation (`automatic_optimization = False`): {reason}"
+            " Use automatic optimisation."
         )
 
 
@@ -123,8 +122,10 @@ class WeightNoise(NoiseCallback):
             restores each element to within about 1 ulp of ``max(|w|, |w + noise|)`` (refused for
             float16/bfloat16 parameters, where that is far too coarse).
         seed: base seed (``None``: drawn from torch's RNG at setup and shared from rank 0).
-        name: name in logged keys (``noise/<name>/<param>``) and checkpoint state (default
-            ``"weight"``).
+        name: name in logged keys (``noise/<name>/<param>``), logged settings
+            (``lit_noise/<name>/...``) and checkpoint state; ``None``: ``"weight"``, or
+            ``"weight_<noise>"`` when several unnamed WeightNoise share the Trainer (see
+            :class:`~lit_noise.NoiseCallback`).
         scale: multiplier on the noise strength (the controller's knob).
         closure_optimizers: class names of optimizers that re-evaluate the closure within one
             step (``LBFGS``, SAM-style): refused, since their re-evaluations would see clean weights.
@@ -166,7 +167,7 @@ class WeightNoise(NoiseCallback):
                 "Gaussian, Uniform or Laplace (additive), or Speckle or Mask (with restore='copy'"
                 " and relative=False)",
             )
-        super().__init__(name or "weight", seed, scale)
+        super().__init__(name, seed, scale, default_name="weight")
         self.noise = noise
         self.include = normalize_patterns(owner, "include", include)
         self.exclude = normalize_patterns(owner, "exclude", exclude)
@@ -213,7 +214,14 @@ class WeightNoise(NoiseCallback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            refuse_manual_optimization("WeightNoise", pl_module)
+            refuse_manual_optimization(
+                "WeightNoise",
+                pl_module,
+                "it perturbs the weights when a training batch starts and restores them after its"
+                " backward pass, which needs Lightning to run one forward/backward per micro-batch;"
+                " a module that runs its own forward/backward passes and steps would train at noisy"
+                " or half-restored weights.",
+            )
         super().setup(trainer, pl_module, stage)
 
     @override

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ __all__ = [
     "SEVERITIES",
     "Corruption",
     "CorruptionFunction",
+    "ValueRange",
     "check_in_range",
     "check_severities",
     "check_severity",
@@ -207,7 +209,7 @@ def unregister(name: str) -> Corruption:
     return _REGISTRY.pop(get(name, "unregister").name)
 
 
-def _check_range(value_range: object) -> tuple[float, float]:
+def _check_range(owner: str, value_range: object) -> tuple[float, float]:
     if (
         isinstance(value_range, (str, bytes))
         or not isinstance(value_range, Sequence)
@@ -217,24 +219,163 @@ def _check_range(value_range: object) -> tuple[float, float]:
         )
         or not value_range[0] < value_range[1]
     ):
-        raise fail(
-            "corrupt", "value_range", value_range, "a pair (low, high) of finite numbers with low < high"
-        )
+        raise fail(owner, "value_range", value_range, "a pair (low, high) of finite numbers with low < high")
     return float(value_range[0]), float(value_range[1])
 
 
-def check_in_range(x: Tensor, low: float, high: float, owner: str) -> None:
-    """Raise unless every value of ``x`` lies in ``[low, high]`` (one reduction, one sync)."""
+def _check_channels(owner: str, name: str, value: object, positive: bool) -> tuple[float, ...]:
+    values = (value,) if isinstance(value, (int, float)) else value
+    if (
+        isinstance(values, (str, bytes))
+        or not isinstance(values, Sequence)
+        or not values
+        or not all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (v > 0 or not positive)
+            for v in values
+        )
+    ):
+        allowed = "positive finite numbers" if positive else "finite numbers"
+        raise fail(owner, name, value, f"a number or a non-empty sequence of {allowed} (one per channel)")
+    return tuple(float(v) for v in values)
+
+
+def check_in_range(x: Tensor, low: float, high: float, owner: str, hint: str = "") -> None:
+    """Raise unless every value of ``x`` lies in ``[low, high]`` (one reduction, one sync; NaN fails).
+
+    Args:
+        x: the tensor to check.
+        low: lowest allowed value.
+        high: highest allowed value.
+        owner: who checks, for the message.
+        hint: what to do about it, appended to the message.
+    """
     if x.numel() == 0:
         return
     lo, hi = torch.aminmax(x.detach())
     lo_value, hi_value = float(lo), float(hi)
     if not (lo_value >= low and hi_value <= high):
         raise ConfigurationError(
-            f"{owner}: `x` must have values in [{low:g}, {high:g}] (images scaled to [0, 1] before any"
-            f" normalisation), got values in [{lo_value:g}, {hi_value:g}]. Corrupt before normalising,"
-            " or pass `value_range`."
+            f"{owner}: `x` must have values in [{low:g}, {high:g}], got values in"
+            f" [{lo_value:g}, {hi_value:g}].{' ' + hint if hint else ''}"
         )
+
+
+class ValueRange:
+    """How data map to [0, 1], where the corruption tables are defined, and back.
+
+    ``raw = x * std + mean`` undoes a standardisation (``x = (raw - mean) / std``, per channel:
+    dimension 1) when ``mean`` and ``std`` are given, and ``unit = (raw - low) / (high - low)`` maps
+    ``value_range = (low, high)`` to [0, 1]. :meth:`to_unit` checks that ``raw`` lies in the range (a
+    standardised input may overshoot it by rounding: by at most ``tolerance`` of its width, which
+    is clipped) and :meth:`from_unit` is the inverse map. With the defaults both are the identity
+    (the very tensor is returned) and only the range check remains.
+
+    Args:
+        value_range: ``(low, high)``, the range of the data (after undoing ``mean``/``std``).
+        mean: per-channel means of a standardisation (a number for every channel), or ``None``.
+        std: per-channel standard deviations (> 0), given together with ``mean``.
+        owner: who uses it, for the messages.
+
+    Example:
+        >>> mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.25, 0.2, 0.1])
+        >>> vr = ValueRange(mean=mean.tolist(), std=std.tolist())
+        >>> u = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+        >>> x = (u - mean.view(3, 1, 1)) / std.view(3, 1, 1)
+        >>> torch.allclose(vr.to_unit(x), u, atol=1e-6), torch.allclose(vr.from_unit(u), x, atol=1e-5)
+        (True, True)
+    """
+
+    def __init__(
+        self,
+        value_range: Sequence[float] = (0.0, 1.0),
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        owner: str = "corrupt",
+    ) -> None:
+        self.owner = owner
+        self.low, self.high = _check_range(owner, value_range)
+        if (mean is None) != (std is None):
+            given, missing = ("mean", "std") if std is None else ("std", "mean")
+            raise ConfigurationError(
+                f"{owner}: `{given}` is given without `{missing}`; pass both (inputs standardised as"
+                " (x - mean) / std) or neither."
+            )
+        self.mean = None if mean is None else _check_channels(owner, "mean", mean, positive=False)
+        self.std = None if std is None else _check_channels(owner, "std", std, positive=True)
+        sizes = (len(self.mean or ()), len(self.std or ()))
+        if len(set(sizes) - {0, 1}) > 1:
+            raise ConfigurationError(
+                f"{owner}: `mean` and `std` must have the same length (one value per channel), got"
+                f" {sizes[0]} and {sizes[1]}."
+            )
+        self.identity = self.mean is None and (self.low, self.high) == (0.0, 1.0)
+        self._cache: dict[tuple[torch.device, torch.dtype, tuple[int, ...], int], tuple[Tensor, Tensor]] = {}
+
+    def _affine(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scale, shift)`` with ``unit = x * scale + shift``, shaped for ``x`` (cached per device)."""
+        key = (x.device, x.dtype, tuple(x.shape[1:2]), x.ndim)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        mean, std = self.mean or (0.0,), self.std or (1.0,)
+        channels = max(len(mean), len(std))
+        if channels > 1 and (x.ndim < 2 or x.shape[1] != channels):
+            found = x.shape[1] if x.ndim >= 2 else "no"
+            raise ConfigurationError(
+                f"{self.owner}: `mean`/`std` have {channels} values (one per channel) but the inputs have"
+                f" shape {tuple(x.shape)}, with {found} channels in dimension 1."
+            )
+        shape = [1] * x.ndim
+        if channels > 1:
+            shape[1] = channels
+        width = self.high - self.low
+        options: dict[str, Any] = {"device": x.device, "dtype": x.dtype}
+        scale = torch.tensor(std, **options).expand(channels) / width
+        shift = (torch.tensor(mean, **options).expand(channels) - self.low) / width
+        self._cache[key] = scale.reshape(shape), shift.reshape(shape)
+        return self._cache[key]
+
+    def hint(self) -> str:
+        """What to pass for inputs in another range (for error messages)."""
+        return (
+            "Pass `value_range=(low, high)` for data in another range, or `mean`/`std` for inputs"
+            " standardised as (x - mean) / std (per channel)."
+        )
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        """``x`` mapped to [0, 1] after checking its range (``x`` itself for the identity map)."""
+        if self.identity:
+            check_in_range(x, 0.0, 1.0, self.owner, self.hint())
+            return x
+        if self.mean is None:
+            check_in_range(x, self.low, self.high, self.owner, self.hint())
+            return (x - self.low) / (self.high - self.low)
+        scale, shift = self._affine(x)
+        unit = torch.addcmul(shift, x, scale)
+        tolerance = max(1e-5, 8 * torch.finfo(x.dtype).eps)
+        try:
+            check_in_range(unit, -tolerance, 1.0 + tolerance, self.owner)
+        except ConfigurationError:
+            lo, hi = (float(v) * (self.high - self.low) + self.low for v in torch.aminmax(unit.detach()))
+            raise ConfigurationError(
+                f"{self.owner}: the inputs with the standardisation undone (x * std + mean, `mean`"
+                f" {list(self.mean)}, `std` {list(self.std or ())}) must have values in"
+                f" [{self.low:g}, {self.high:g}] (`value_range`), got values in [{lo:g}, {hi:g}]."
+                " Check `mean`, `std` and `value_range`."
+            ) from None
+        return unit.clamp_(0.0, 1.0)
+
+    def from_unit(self, unit: Tensor) -> Tensor:
+        """The inverse of :meth:`to_unit`: values in [0, 1] mapped back to the data's range."""
+        if self.identity:
+            return unit
+        if self.mean is None:
+            return unit * (self.high - self.low) + self.low
+        scale, shift = self._affine(unit)
+        return (unit - shift) / scale
 
 
 def corrupt(
@@ -245,6 +386,8 @@ def corrupt(
     generator: torch.Generator | None = None,
     *,
     value_range: Sequence[float] = (0.0, 1.0),
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
 ) -> Tensor:
     """Corrupt ``x`` with corruption ``name`` at ``severity`` (1..5) of table ``constants``.
 
@@ -260,14 +403,19 @@ def corrupt(
             the same generator state gives the same output.
         value_range: the range the data live in; it is mapped to [0, 1] (where the tables' constants
             are defined), corrupted, clipped and mapped back.
+        mean: with ``std``, for standardised inputs ``x = (raw - mean) / std`` (per channel,
+            dimension 1): the standardisation is undone before the corruption and redone after it
+            (see :class:`ValueRange`); ``value_range`` is then the range of ``raw``.
+        std: the per-channel standard deviations of that standardisation.
 
     Returns:
-        A new tensor of the shape, dtype and device of ``x``, with values in ``value_range``.
+        A new tensor of the shape, dtype and device of ``x``, with values in ``value_range`` (after
+        undoing ``mean``/``std``).
 
     Raises:
         ConfigurationError: unknown name (the message lists the known ones), severity outside
             1..5, unknown table, non-float input, wrong rank or channel count for an image
-            corruption, or values outside ``value_range``.
+            corruption, values outside ``value_range``, ``mean`` without ``std`` or a ``std`` <= 0.
 
     Example:
         >>> x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -279,13 +427,9 @@ def corrupt(
     """
     corruption = get(name)
     params = corruption.params(severity, constants)
-    low, high = _check_range(value_range)
+    mapping = ValueRange(value_range, mean, std)
     corruption.check(x)
-    check_in_range(x, low, high, "corrupt")
-    if (low, high) == (0.0, 1.0):
-        return corruption.function(x, params, generator)
-    unit = (x - low) / (high - low)
-    return corruption.function(unit, params, generator) * (high - low) + low
+    return mapping.from_unit(corruption.function(mapping.to_unit(x), params, generator))
 
 
 # --------------------------------------------------------------------------- built-ins

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
+from lit_noise._settings import constructor_settings, log_settings
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read, write
 from lit_noise.callbacks.base import flushes_logs, training_clock
@@ -92,6 +94,10 @@ class _MixLogger(Callback):
         self.datamodule = datamodule
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        log_settings(trainer, "lit_noise/mix/", self.datamodule.settings())
+
+    @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -141,8 +147,10 @@ class MixupDataModule(pl.LightningDataModule):
     continues the stream (the seed and ``scale`` are saved in checkpoints, next to the wrapped
     DataModule's own state). The current values are logged as ``mix/mixup_alpha``,
     ``mix/cutmix_alpha``, ``mix/prob``, ``mix/label_smoothing`` and ``mix/lam`` (the batch's mean
-    own-sample weight) at the logging interval, through a small callback added to the trainer while
-    fitting.
+    own-sample weight; 1 for a batch that was not mixed) at the logging interval, through a small
+    callback added to the trainer while fitting; at train start that callback also logs the
+    settings (:meth:`settings`) as hyperparameters ``lit_noise/mix/<setting>``. A batch of one
+    sample has no partner: it is not mixed (only label-smoothed), with a one-time warning.
 
     Note:
         Lightning calls only one ``on_after_batch_transfer``: the DataModule's when it defines one
@@ -251,6 +259,7 @@ class MixupDataModule(pl.LightningDataModule):
         self._total_steps = math.inf
         self._rank = 0
         self._target_kind: str | None = None
+        self._warned_single = False
         self._module_hook: tuple[Any, Any] | None = None
         self._inner_hook = (
             datamodule.on_after_batch_transfer
@@ -354,6 +363,18 @@ class MixupDataModule(pl.LightningDataModule):
         if "datamodule" in state_dict:
             self.datamodule.load_state_dict(state_dict["datamodule"])
 
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments as this DataModule holds them (the wrapped one by its type).
+
+        Logged at train start as hyperparameters ``lit_noise/mix/<setting>``.
+
+        Example:
+            >>> from lit_noise.examples import DigitsDataModule
+            >>> MixupDataModule(DigitsDataModule(), mixup_alpha=0.2, seed=0).settings()["mode"]
+            'batch'
+        """
+        return constructor_settings(self)
+
     def __repr__(self) -> str:
         return (
             f"{_OWNER}({type(self.datamodule).__name__}, num_classes={self.num_classes},"
@@ -415,6 +436,7 @@ class MixupDataModule(pl.LightningDataModule):
         self._check_inputs(x)
         self._target_kind = None
         self._check_targets(x, y, full=True)
+        self._warned_single = False
         self._fit_ready = True
 
     def _check_inputs(self, x: Tensor) -> None:
@@ -506,12 +528,13 @@ class MixupDataModule(pl.LightningDataModule):
 
         ``generator`` lives on the batch's device, ``host_generator`` on the CPU (mode ``"batch"``
         draws its λ and box there). Returns the mixed inputs, the mixed ``(B, C)`` target
-        distributions and the draw (``None`` when nothing was mixed: ``prob`` is 0 or no method
-        is active).
+        distributions and the draw (``None`` when nothing was mixed: ``prob`` is 0, no method is
+        active, or the batch has a single sample, which has no partner).
         """
         y_soft = one_hot_smooth(y, self.num_classes, values["label_smoothing"])
         mixup_alpha, cutmix_alpha, prob = values["mixup_alpha"], values["cutmix_alpha"], values["prob"]
-        if prob <= 0.0 or (mixup_alpha <= 0.0 and cutmix_alpha <= 0.0 and self.cutmix_minmax is None):
+        inactive = mixup_alpha <= 0.0 and cutmix_alpha <= 0.0 and self.cutmix_minmax is None
+        if prob <= 0.0 or inactive or x.shape[0] < 2:
             return x, y_soft, None
         params = sample_mix_params(
             x.shape[0],
@@ -540,6 +563,15 @@ class MixupDataModule(pl.LightningDataModule):
         batch_idx = trainer.fit_loop.epoch_loop.batch_idx + 1  # the loop counts this batch after the transfer
         generator, host_generator = self._batch_generators(x, trainer.current_epoch, batch_idx)
         x_mixed, y_mixed, params = self.mix_tensors(x, y, values, generator, host_generator)
+        if x.shape[0] == 1 and not self._warned_single:
+            self._warned_single = True
+            warnings.warn(
+                f"{_OWNER}: a training batch has a single sample, which has no partner to mix with,"
+                " so it is trained on unmixed (label smoothing still applies) and logs mix/lam 1.0."
+                " Set `drop_last=True` on the training loader to drop such batches.",
+                UserWarning,
+                stacklevel=2,
+            )
         targets: Tensor = SoftLabels(y_mixed) if self.target_format == "soft_labels" else y_mixed
         batch = _replace(batch, self._input_path, x_mixed)
         batch = _replace(batch, self._target_path, targets)

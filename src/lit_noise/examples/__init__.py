@@ -1,4 +1,8 @@
-"""Example data and model: what the tests, the benchmarks and the demo train."""
+"""Example data and model: what the tests, the benchmarks and the demo train.
+
+:class:`DigitsDataModule` (and so the ``lit-noise-demo`` command) needs scikit-learn, installed by
+``pip install "lit-noise[examples]"``; the rest needs nothing beyond the core.
+"""
 
 from lit_noise.examples.classifier import Classifier, build_backbone
 from lit_noise.examples.digits import DigitsDataModule

@@ -3,6 +3,9 @@
 ``lit-noise-demo`` (or ``make train``) trains the example classifier on the digits twice -- once
 clean, once with scheduled input noise and label smoothing -- and prints each model's validation
 accuracy on clean inputs and on inputs with Gaussian noise it never saw in that form.
+
+The digits come with scikit-learn (``pip install "lit-noise[examples]"``); without it the command
+stops before training with a one-line message naming that extra and exit status 1.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lit_noise._optional import run_command
 from lit_noise.callbacks import InputNoise, TargetNoise
 from lit_noise.examples.classifier import Classifier
 from lit_noise.examples.digits import DigitsDataModule
@@ -82,7 +86,11 @@ def train(
 
 
 def run(argv: Sequence[str] | None = None) -> list[DemoResult]:
-    """Parse ``argv``, train both models, print the table and return the results."""
+    """Parse ``argv``, train both models, print the table and return the results.
+
+    Raises:
+        MissingDependencyError: scikit-learn is not installed (checked before any training).
+    """
     parser = argparse.ArgumentParser(prog="lit-noise-demo", description=__doc__)
     parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     parser.add_argument("--backbone", choices=("mlp", "cnn"), default="mlp")
@@ -93,11 +101,11 @@ def run(argv: Sequence[str] | None = None) -> list[DemoResult]:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    data = DigitsDataModule()  # first: checks that scikit-learn is installed
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
-    data = DigitsDataModule()
     noise = [
         InputNoise(Gaussian(std=Linear(start=0.0, end=args.train_std, until=0.3)), clamp=(0.0, 1.0)),
         TargetNoise(LabelSmoothing(eps=args.smoothing), num_classes=data.num_classes),
@@ -117,9 +125,13 @@ def run(argv: Sequence[str] | None = None) -> list[DemoResult]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``lit-noise-demo``); exit status 0."""
-    run(argv)
-    return 0
+    """Command-line entry point (``lit-noise-demo``).
+
+    Returns:
+        The exit status: 0, or 1 when an optional package is missing (the message, which names the
+        extra to install, goes to stderr, without a traceback).
+    """
+    return run_command("lit-noise-demo", lambda: run(argv))
 
 
 if __name__ == "__main__":

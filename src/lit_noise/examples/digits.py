@@ -1,4 +1,7 @@
-"""DigitsDataModule: scikit-learn's bundled 8x8 digits (no download), deterministic splits."""
+"""DigitsDataModule: scikit-learn's bundled 8x8 digits (no download), deterministic splits.
+
+Needs scikit-learn: ``pip install "lit-noise[examples]"``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 from typing_extensions import override
 
+from lit_noise._optional import require
 from lit_noise._validation import check_int, check_range
 from lit_noise.examples.tensor_data import TensorSplitDataModule
 
@@ -18,6 +22,9 @@ class DigitsDataModule(TensorSplitDataModule):
     Splits are a deterministic permutation of ``split_seed``: ``val_fraction`` for validation,
     ``test_fraction`` for test, the rest for training. Batches are lists ``[x, y]`` with ``y`` int64
     class indices. The training order is reshuffled each epoch from ``(shuffle_seed, epoch)``.
+
+    Needs scikit-learn (``pip install "lit-noise[examples]"``), which holds the data: without it the
+    constructor raises :class:`~lit_noise._optional.MissingDependencyError` naming that extra.
 
     Args:
         batch_size: samples per batch.
@@ -47,6 +54,7 @@ class DigitsDataModule(TensorSplitDataModule):
         shuffle_seed: int = 0,
         num_workers: int = 0,
     ) -> None:
+        require("sklearn", "DigitsDataModule", "the bundled digits data")
         super().__init__(batch_size, shuffle_seed, num_workers)
         self.val_fraction = check_range("DigitsDataModule", "val_fraction", val_fraction, 0.0, 0.5)
         self.test_fraction = check_range("DigitsDataModule", "test_fraction", test_fraction, 0.0, 0.5)

@@ -356,6 +356,50 @@ class FlatLayout:
         return (s2 / chunk.counts - mean * mean).clamp_(min=0.0).sqrt_()
 
     @torch.no_grad()
+    def rms(self, targets: Sequence[Tensor | None], per_tensor: bool = True) -> list[Tensor]:
+        """Root mean square ``sqrt(mean(t ** 2))`` of the ``targets``, as factors for :meth:`add_`.
+
+        One tensor per chunk, of the chunk's device and dtype, with one value per member: that
+        target's RMS (``per_tensor=True``; 0 for a ``None`` target), or the RMS over the elements
+        of all the (not ``None``) targets together, repeated (``per_tensor=False``). Norms are
+        taken with one fused ``torch._foreach_norm`` per chunk, accumulated in float32 at least.
+
+        Example:
+            >>> layout = FlatLayout([torch.zeros(4), torch.zeros(2)])
+            >>> grads = [torch.tensor([3.0, -3.0, 3.0, -3.0]), None]
+            >>> [f.tolist() for f in layout.rms(grads)]
+            [[3.0, 0.0]]
+            >>> [f.tolist() for f in layout.rms([torch.full((4,), 2.0), torch.full((2,), 2.0)], False)]
+            [[2.0, 2.0]]
+        """
+        squares: list[Tensor] = []  # per chunk: each member's sum of squares (0 for None)
+        numel = 0
+        for chunk in self.chunks:
+            picked = [targets[i] for i in chunk.indices]
+            present = [t for t in picked if t is not None]
+            stats = chunk.counts.dtype
+            if not present:
+                squares.append(torch.zeros(len(picked), device=chunk.flat.device, dtype=stats))
+                continue
+            sums = torch.stack(torch._foreach_norm(present, 2, dtype=stats)).square_()
+            if len(present) < len(picked):
+                where = torch.tensor([t is not None for t in picked], device=sums.device)
+                sums = torch.zeros(len(picked), device=sums.device, dtype=stats).masked_scatter_(where, sums)
+            squares.append(sums)
+            numel += sum(t.numel() for t in present)
+        if per_tensor:
+            return [
+                (s / chunk.counts).sqrt_().to(chunk.flat.dtype)
+                for s, chunk in zip(squares, self.chunks, strict=True)
+            ]
+        first = self.chunks[0].flat.device
+        total = torch.stack([s.sum().to(first, torch.float32) for s in squares]).sum()
+        rms = (total / max(numel, 1)).sqrt_()
+        return [
+            rms.to(chunk.flat.device, chunk.flat.dtype).expand(len(chunk.indices)) for chunk in self.chunks
+        ]
+
+    @torch.no_grad()
     def add_(
         self,
         sample: Sampler,
@@ -363,25 +407,33 @@ class FlatLayout:
         relative: bool = False,
         targets: Sequence[Tensor | None] | None = None,
         done: list[Tensor | None] | None = None,
+        factors: Sequence[Tensor] | None = None,
     ) -> list[Tensor | None]:
         """Add one draw of ``sample`` per chunk to ``targets`` (default: the tensors).
 
         With ``relative=True`` each tensor's noise is multiplied by that tensor's population
-        standard deviation (see :meth:`std_`; only for ``targets=None``). ``targets`` may hold
-        ``None`` (a parameter without a gradient): its share of the draw is skipped, so the
-        other tensors' noise does not depend on it. Appends to ``done`` (and returns it) the
-        per-tensor factors of each chunk as soon as that chunk is noisy (``None`` when not
-        relative): :meth:`sub_` needs them, and a failure half-way leaves ``done`` exact.
+        standard deviation (see :meth:`std_`; only for ``targets=None``); ``factors`` (one tensor
+        per chunk with one value per member, e.g. from :meth:`rms`) multiplies it by given values
+        instead. ``targets`` may hold ``None`` (a parameter without a gradient): its share of the
+        draw is skipped, so the other tensors' noise does not depend on it. Appends to ``done``
+        (and returns it) the per-tensor factors of each chunk as soon as that chunk is noisy
+        (``None`` when not relative): :meth:`sub_` needs them, and a failure half-way leaves
+        ``done`` exact.
         """
-        factors: list[Tensor | None] = [] if done is None else done
-        for chunk in self.chunks:
-            rel = self.std_(chunk).to(chunk.flat.dtype) if relative else None
+        if relative and factors is not None:
+            raise ValueError("FlatLayout.add_: pass `relative=True` or `factors`, not both.")
+        applied: list[Tensor | None] = [] if done is None else done
+        for index, chunk in enumerate(self.chunks):
+            if factors is not None:
+                rel: Tensor | None = factors[index]
+            else:
+                rel = self.std_(chunk).to(chunk.flat.dtype) if relative else None
             self._draw(chunk, sample, generators, rel)
             dest, noise = self._targets(chunk, targets)
             if dest:
                 torch._foreach_add_(dest, noise)
-            factors.append(rel)
-        return factors
+            applied.append(rel)
+        return applied
 
     @torch.no_grad()
     def sub_(

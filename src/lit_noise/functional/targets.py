@@ -1,4 +1,10 @@
-"""Pure tensor functions for label noise: smoothing and class flips (no Lightning, no state)."""
+"""Pure tensor functions for label noise: smoothing and class flips (no Lightning, no state).
+
+Labels may be ``(B,)`` or dense ``(B, T, ...)`` (token sequences, pixels). With ``ignore_index``
+(``None`` by default here; the label-noise classes pass ``-100``, torch's default) the labels equal to
+it -- padding -- come out exactly as they went in: never flipped, and a zero row when smoothed. The
+random draws do not depend on it, so the other labels get the same noise either way.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,21 @@ from torch import Tensor
 from lit_noise.functional.noise import _rand, _randint
 
 __all__ = ["label_smoothing", "pair_flip", "smooth_one_hot", "symmetric_flip", "transition_flip"]
+
+
+def _ignore_mask(y: Tensor, ignore_index: int | None) -> Tensor | None:
+    """Where ``y == ignore_index``, or ``None`` when no label can be (checked cheaply on the CPU).
+
+    On other devices the mask is always built, so that no batch waits for a host synchronisation.
+    """
+    if ignore_index is None or y.numel() == 0:
+        return None
+    if y.is_cpu:
+        if ignore_index < 0 and int(y.min()) >= 0:  # the usual case: -100 and no padding
+            return None
+        mask = y == ignore_index
+        return mask if bool(mask.any()) else None
+    return y == ignore_index
 
 
 def label_smoothing(target: Tensor, eps: float) -> Tensor:
@@ -25,35 +46,59 @@ def label_smoothing(target: Tensor, eps: float) -> Tensor:
     return torch.add(target * (1.0 - eps), eps / num_classes)
 
 
-def smooth_one_hot(y: Tensor, num_classes: int, eps: float, dtype: torch.dtype | None = None) -> Tensor:
+def smooth_one_hot(
+    y: Tensor,
+    num_classes: int,
+    eps: float,
+    dtype: torch.dtype | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     """Smoothed one-hot distributions of class indices ``y``: ``label_smoothing(one_hot(y), eps)``.
 
     Built in one scatter: ``eps / C`` everywhere and ``1 - eps + eps / C`` on each label's class.
-    ``y`` may be ``(B,)`` or dense ``(B, ...)``; the class dimension is inserted at 1.
+    ``y`` may be ``(B,)`` or dense ``(B, T, ...)``; the class dimension is inserted at 1 (for dense
+    labels the result is a view of a classes-last buffer, which ``y.view(-1)`` on
+    :class:`~lit_noise.SoftLabels` then reshapes without a copy). Labels equal to ``ignore_index``
+    get zero rows.
 
     Example:
         >>> smooth_one_hot(torch.tensor([2, 0]), num_classes=4, eps=0.2)
         tensor([[0.0500, 0.0500, 0.8500, 0.0500],
                 [0.8500, 0.0500, 0.0500, 0.0500]])
+        >>> smooth_one_hot(torch.tensor([[1, -100]]), num_classes=2, eps=0.2, ignore_index=-100)
+        tensor([[[0.1000, 0.0000],
+                 [0.9000, 0.0000]]])
     """
-    shape = (y.shape[0], num_classes, *y.shape[1:])
     off = eps / num_classes
-    out = torch.full(shape, off, dtype=dtype or torch.get_default_dtype(), device=y.device)
-    return out.scatter_(1, y.long().unsqueeze(1), 1.0 - eps + off)
+    out = torch.full((*y.shape, num_classes), off, dtype=dtype or torch.get_default_dtype(), device=y.device)
+    ignored = _ignore_mask(y, ignore_index)
+    index = y.long() if ignored is None else y.long().masked_fill(ignored, 0)
+    out.scatter_(-1, index.unsqueeze(-1), 1.0 - eps + off)
+    if ignored is not None:
+        out.masked_fill_(ignored.unsqueeze(-1), 0.0)
+    return out if y.ndim <= 1 else out.movedim(-1, 1)
 
 
-def symmetric_flip(y: Tensor, p: float, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+def symmetric_flip(
+    y: Tensor,
+    p: float,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     """With probability ``p`` replace each label by a uniformly random *other* class.
 
     Each label draws an offset uniform in ``1 .. C - 1`` (added modulo ``C``, so every other class
     is equally likely) and a uniform ``u``; the offset is dropped where ``u >= p``. Six tensor
-    operations, no Python loop.
+    operations, no Python loop. Labels equal to ``ignore_index`` are kept.
 
     Example:
         >>> y = torch.zeros(100_000, dtype=torch.long)
         >>> z = symmetric_flip(y, p=0.3, num_classes=4, generator=torch.Generator().manual_seed(0))
         >>> round((z != y).float().mean().item(), 2), int(z.min()), int(z.max())
         (0.3, 0, 3)
+        >>> symmetric_flip(torch.tensor([0, -100]), p=1.0, num_classes=2, ignore_index=-100)
+        tensor([   1, -100])
     """
     if p <= 0.0:
         return y.clone()
@@ -61,29 +106,53 @@ def symmetric_flip(y: Tensor, p: float, num_classes: int, generator: torch.Gener
         y = y.long()  # narrow integer labels would overflow in y + offset
     offset = _randint(y, 1, num_classes, generator)
     offset.masked_fill_(_rand(y, generator, torch.float32) >= p, 0)
-    return offset.add_(y).remainder_(num_classes)
+    flipped = offset.add_(y).remainder_(num_classes)
+    ignored = _ignore_mask(y, ignore_index)
+    return flipped if ignored is None else torch.where(ignored, y, flipped)
 
 
-def pair_flip(y: Tensor, p: float, num_classes: int, generator: torch.Generator | None = None) -> Tensor:
+def pair_flip(
+    y: Tensor,
+    p: float,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+    ignore_index: int | None = None,
+) -> Tensor:
     """With probability ``p`` replace class ``k`` by ``(k + 1) % C`` (pair-flip noise).
+
+    Labels equal to ``ignore_index`` are kept.
 
     Example:
         >>> pair_flip(torch.tensor([0, 1, 2]), p=1.0, num_classes=3)
         tensor([1, 2, 0])
+        >>> pair_flip(torch.tensor([0, 1, 2]), p=1.0, num_classes=3, ignore_index=2)
+        tensor([1, 2, 2])
     """
     flip = _rand(y, generator, torch.float32) < p
+    ignored = _ignore_mask(y, ignore_index)
+    if ignored is not None:
+        flip &= ~ignored
     return torch.where(flip, (y + 1).remainder_(num_classes), y)
 
 
-def transition_flip(y: Tensor, matrix: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def transition_flip(
+    y: Tensor, matrix: Tensor, generator: torch.Generator | None = None, ignore_index: int | None = None
+) -> Tensor:
     """Draw each noisy label from row ``y`` of a row-stochastic ``matrix``: ``P(j | i) = T[i, j]``.
+
+    Labels equal to ``ignore_index`` are kept.
 
     Example:
         >>> T = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
         >>> transition_flip(torch.tensor([0, 1, 1]), T)
         tensor([1, 0, 0])
+        >>> transition_flip(torch.tensor([0, -100]), T, ignore_index=-100)
+        tensor([   1, -100])
     """
-    cumulative = matrix.to(y.device, torch.float64).cumsum(dim=1)[y]
+    ignored = _ignore_mask(y, ignore_index)
+    rows = y if ignored is None else y.masked_fill(ignored, 0)
+    cumulative = matrix.to(y.device, torch.float64).cumsum(dim=1)[rows]
     u = torch.rand((*y.shape, 1), generator=generator, device=y.device, dtype=torch.float64)
     u = u * cumulative[..., -1:]
-    return (cumulative <= u).sum(dim=-1).clamp_(max=matrix.shape[1] - 1)
+    drawn = (cumulative <= u).sum(dim=-1).clamp_(max=matrix.shape[1] - 1)
+    return drawn if ignored is None else torch.where(ignored, y.long(), drawn)

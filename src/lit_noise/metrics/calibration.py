@@ -16,7 +16,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from typing_extensions import override
 
-from lit_noise._validation import check_int, check_range
+from lit_noise._optional import require
+from lit_noise._validation import check_int
 from lit_noise.metrics.functional import (
     InputFormat,
     Norm,
@@ -26,11 +27,13 @@ from lit_noise.metrics.functional import (
     calibration_bins,
     calibration_error_from_bins,
     check_metric_args,
+    check_nll_eps,
+    cross_entropy_terms,
     hard_targets,
-    nll_terms,
     plot_reliability_diagram,
     reliability_from_bins,
     soft_targets,
+    to_log_probabilities,
     to_probabilities,
     top_label,
 )
@@ -218,7 +221,11 @@ class ReliabilityDiagram(_BinnedCalibration):
     def plot(
         self, val: dict[str, Tensor] | None = None, ax: Axes | None = None, title: str | None = None
     ) -> Figure:
-        """Draw the diagram of ``val`` (default: :meth:`compute`) and return the matplotlib figure."""
+        """Draw the diagram of ``val`` (default: :meth:`compute`) and return the matplotlib figure.
+
+        Needs matplotlib (``pip install "lit-noise[plots]"``); the metric itself does not.
+        """
+        require("matplotlib", "ReliabilityDiagram.plot")
         return plot_reliability_diagram(self.compute() if val is None else val, ax=ax, title=title)
 
 
@@ -291,14 +298,18 @@ class _MeanScore(_ProbabilityMetric):
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("samples", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def _terms(self, probs: Tensor, target: Tensor) -> Tensor:
+    def _scores(self, preds: Tensor) -> Tensor:
+        """The ``(N', C)`` values the per-sample score reads: probabilities by default."""
+        return self._probs(preds)
+
+    def _terms(self, scores: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add a batch of ``(N, C, ...)`` logits or probabilities and their (hard or soft) targets."""
-        probs = self._probs(preds)
+        scores = self._scores(preds)
         targets = soft_targets(target, preds.shape, self.num_classes, type(self).__name__, self.validate_args)
-        terms = self._terms(probs, targets.to(probs.device))
+        terms = self._terms(scores, targets.to(scores.device))
         self.total += terms.sum(dtype=torch.float64).to(self.total.device)
         self.samples += terms.numel()
 
@@ -326,23 +337,31 @@ class BrierScore(_MeanScore):
         tensor(0.4000)
     """
 
-    def _terms(self, probs: Tensor, target: Tensor) -> Tensor:
-        return brier_terms(probs, target)
+    @override
+    def _terms(self, scores: Tensor, target: Tensor) -> Tensor:
+        return brier_terms(scores, target)
 
 
 class NegativeLogLikelihood(_MeanScore):
     """Mean negative log-likelihood of the targets (cross-entropy for soft targets), never ``inf``.
 
-    Probabilities are clamped into ``[eps, 1 - eps]`` before the log, as scikit-learn's ``log_loss``
-    does, so a zero probability on the true class costs ``-log(eps)``.
+    On logits this is ``F.cross_entropy``: the mean of ``-log_softmax`` at the target (against the
+    distribution for soft targets), with no clamp. Probabilities are clamped into ``[eps, 1 - eps]``
+    before the log, as scikit-learn's ``log_loss`` does, so a zero probability on the true class
+    costs ``-log(eps)``.
 
     Args:
         num_classes: number of classes ``C``.
-        eps: clamp; ``None`` (default) uses the machine epsilon of the probabilities' dtype
-            (scikit-learn's ``"auto"``: ``-log(eps)`` is 15.9 for float32, 36.0 for float64).
+        eps: clamp of probability inputs, in (0, 0.5); ``None`` (default) uses the machine epsilon
+            of the probabilities' dtype (scikit-learn's ``"auto"``: ``-log(eps)`` is 15.9 for
+            float32, 36.0 for float64). Refused with ``input_format="logits"``, where it cannot apply.
         input_format: ``"auto"``, ``"logits"`` or ``"probs"`` (as :class:`CalibrationError`).
         validate_args: check values on every update.
         kwargs: passed to ``torchmetrics.Metric``.
+
+    Raises:
+        ConfigurationError: ``eps`` outside (0, 0.5) or given with ``input_format="logits"``, and the
+            checks of :class:`CalibrationError`.
 
     Example:
         >>> metric = NegativeLogLikelihood(num_classes=2)
@@ -359,10 +378,15 @@ class NegativeLogLikelihood(_MeanScore):
         validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        if eps is not None:
-            check_range(type(self).__name__, "eps", eps, 0.0, 0.5, low_open=True, high_open=True)
+        self.eps = check_nll_eps(type(self).__name__, eps, input_format)
         super().__init__(num_classes, input_format, validate_args, **kwargs)
-        self.eps = None if eps is None else float(eps)
 
-    def _terms(self, probs: Tensor, target: Tensor) -> Tensor:
-        return nll_terms(probs, target, self.eps)
+    @override
+    def _scores(self, preds: Tensor) -> Tensor:
+        return to_log_probabilities(
+            preds, self.num_classes, self.input_format, self.eps, type(self).__name__, self.validate_args
+        )
+
+    @override
+    def _terms(self, scores: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy_terms(scores, target)

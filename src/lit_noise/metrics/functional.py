@@ -15,7 +15,8 @@ promoted to float32.
 **Targets**: the calibration metrics (ECE, MCE, RMSCE, adaptive ECE, reliability diagram) are
 top-label and compare the argmax of the prediction with the hard label (the argmax of a soft
 target, the hard labels of a ``SoftLabels``); Brier score and NLL compare with the whole target
-distribution (one-hot for indices, ``.soft`` for ``SoftLabels``).
+distribution (one-hot for indices, ``.soft`` for ``SoftLabels``). NLL takes the ``log_softmax`` of logits
+(so it equals ``F.cross_entropy``) and clamps probabilities into ``[eps, 1 - eps]`` before the log.
 
 **Binning** (equal width): a confidence ``c`` goes to bin ``bucketize(c, linspace(0, 1, n_bins + 1),
 right=True) - 1``, as in torchmetrics, except that ``c == 1.0`` lands in the last bin (torchmetrics
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from lit_noise._validation import check_choice, check_int, check_range
+from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.errors import ConfigurationError
 from lit_noise.soft_labels import SoftLabels
 
@@ -55,6 +56,8 @@ __all__ = [
     "calibration_error",
     "calibration_error_from_bins",
     "check_metric_args",
+    "check_nll_eps",
+    "cross_entropy_terms",
     "hard_targets",
     "negative_log_likelihood",
     "nll_terms",
@@ -62,6 +65,7 @@ __all__ = [
     "reliability_diagram",
     "reliability_from_bins",
     "soft_targets",
+    "to_log_probabilities",
     "to_probabilities",
     "top_label",
 ]
@@ -122,6 +126,30 @@ def _softmax(x: Tensor) -> Tensor:
     return x.softmax(dim=1)
 
 
+def _check_probabilities(flat: Tensor, owner: str) -> None:
+    if flat.numel() and not bool(((flat >= 0) & (flat <= 1)).all()):
+        raise ConfigurationError(
+            f"{owner}: `input_format='probs'` but `preds` has values outside [0, 1]"
+            f" (min {flat.min().item():.4g}, max {flat.max().item():.4g}); pass"
+            " input_format='logits' or 'auto'."
+        )
+
+
+def _looks_like_logits(flat: Tensor, dtype: torch.dtype) -> bool | Tensor:
+    """``"auto"``'s decision for one batch: a Python bool on CPU, a 0-dim bool tensor elsewhere (no sync)."""
+    tolerance = 1e-3 if dtype not in (torch.float16, torch.bfloat16) else 8 * torch.finfo(dtype).eps
+    low, high = torch.aminmax(flat)
+    outside = (low < 0) | (high > 1)
+    if flat.device.type == "cpu":  # branch (and skip the row sums for logits): no sync to avoid
+        return bool(outside) or bool(((flat.sum(dim=1) - 1).abs() > tolerance).any())
+    return outside | ((flat.sum(dim=1) - 1).abs() > tolerance).any()
+
+
+def _flat_float(preds: Tensor, num_classes: int, owner: str) -> Tensor:
+    flat = _flatten_preds(preds, num_classes, owner)
+    return flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+
+
 def to_probabilities(
     preds: Tensor,
     num_classes: int,
@@ -144,40 +172,72 @@ def to_probabilities(
         >>> to_probabilities(torch.tensor([[0.25, 0.75]]), 2)
         tensor([[0.2500, 0.7500]])
     """
-    flat = _flatten_preds(preds, num_classes, owner)
-    if flat.dtype in (torch.float16, torch.bfloat16):
-        flat = flat.float()
+    flat = _flat_float(preds, num_classes, owner)
     if input_format == "logits":
         return _softmax(flat)
     if input_format == "probs":
-        if validate and flat.numel() and not bool(((flat >= 0) & (flat <= 1)).all()):
-            raise ConfigurationError(
-                f"{owner}: `input_format='probs'` but `preds` has values outside [0, 1]"
-                f" (min {flat.min().item():.4g}, max {flat.max().item():.4g}); pass"
-                " input_format='logits' or 'auto'."
-            )
+        if validate:
+            _check_probabilities(flat, owner)
         return flat
     if flat.numel() == 0:
         return flat
-    tolerance = (
-        1e-3 if preds.dtype not in (torch.float16, torch.bfloat16) else 8 * torch.finfo(preds.dtype).eps
-    )
-    low, high = torch.aminmax(flat)
-    outside = (low < 0) | (high > 1)
-    if flat.device.type == "cpu":  # branch (and skip the row sums for logits): no sync to avoid
-        if bool(outside) or bool(((flat.sum(dim=1) - 1).abs() > tolerance).any()):
-            return _softmax(flat)
-        return flat
-    outside = outside | ((flat.sum(dim=1) - 1).abs() > tolerance).any()
-    return torch.where(outside, _softmax(flat), flat)  # no host sync on accelerators
+    logits = _looks_like_logits(flat, preds.dtype)
+    if isinstance(logits, bool):
+        return _softmax(flat) if logits else flat
+    return torch.where(logits, _softmax(flat), flat)  # no host sync on accelerators
+
+
+def to_log_probabilities(
+    preds: Tensor,
+    num_classes: int,
+    input_format: InputFormat = "auto",
+    eps: float | None = None,
+    owner: str = "to_log_probabilities",
+    validate: bool = True,
+) -> Tensor:
+    """Predictions as ``(N', C)`` log-probabilities, never ``-inf``: what the NLL metrics take the mean of.
+
+    Logits go through ``log_softmax``, the computation of ``F.cross_entropy`` (so the NLL of logits
+    is the cross-entropy loss); probabilities are clamped into ``[eps, 1 - eps]`` before the log,
+    scikit-learn's ``log_loss`` rule (``eps=None``: the dtype's machine epsilon). ``"auto"`` tells
+    them apart as :func:`to_probabilities` does. The result is floored at the dtype's most negative
+    finite value, so a zero target weight times it stays 0.
+
+    Example:
+        >>> to_log_probabilities(torch.tensor([[0.0, 0.0]]), 2)
+        tensor([[-0.6931, -0.6931]])
+        >>> to_log_probabilities(torch.tensor([[0.0, 1.0]], dtype=torch.float64), 2)
+        tensor([[-3.6044e+01, -2.2204e-16]], dtype=torch.float64)
+    """
+    flat = _flat_float(preds, num_classes, owner)
+    epsilon = torch.finfo(flat.dtype).eps if eps is None else eps
+    if input_format == "logits":
+        log_probs = flat.log_softmax(dim=1)
+    elif input_format == "probs":
+        if validate:
+            _check_probabilities(flat, owner)
+        log_probs = flat.clamp(epsilon, 1 - epsilon).log()
+    elif flat.numel() == 0:
+        log_probs = flat
+    else:
+        logits = _looks_like_logits(flat, preds.dtype)
+        if isinstance(logits, bool):
+            log_probs = flat.log_softmax(dim=1) if logits else flat.clamp(epsilon, 1 - epsilon).log()
+        else:
+            log_probs = torch.where(logits, flat.log_softmax(dim=1), flat.clamp(epsilon, 1 - epsilon).log())
+    return log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
 
 
 def _target_shape_error(owner: str, target: Tensor, preds_shape: torch.Size) -> ConfigurationError:
     hard_shape = tuple(preds_shape[:1] + preds_shape[2:])
+    got = (
+        f"SoftLabels whose distribution has shape {tuple(target.soft.shape)}"
+        if isinstance(target, SoftLabels)
+        else f"dtype {target.dtype} and shape {tuple(target.shape)}"
+    )
     return ConfigurationError(
         f"{owner}: `target` must be class indices of shape {hard_shape}, SoftLabels, or a float"
-        f" distribution of shape {tuple(preds_shape)}; got dtype {target.dtype} and shape"
-        f" {tuple(target.shape)}."
+        f" distribution of shape {tuple(preds_shape)}; got {got}."
     )
 
 
@@ -202,6 +262,8 @@ def hard_targets(
         tensor([1, 0])
     """
     if isinstance(target, SoftLabels):
+        if target.soft.shape != preds_shape:
+            raise _target_shape_error(owner, target, preds_shape)
         indices = target.hard
     elif target.is_floating_point() and target.shape == preds_shape:
         indices = target.argmax(dim=1)
@@ -234,12 +296,11 @@ def soft_targets(
         tensor([[0., 1., 0.],
                 [1., 0., 0.]])
     """
-    if isinstance(target, SoftLabels):
-        target = target.soft
-    if target.is_floating_point():
-        if target.shape != preds_shape:
+    distribution = target.soft if isinstance(target, SoftLabels) else target
+    if distribution.is_floating_point():
+        if distribution.shape != preds_shape:
             raise _target_shape_error(owner, target, preds_shape)
-        return target.movedim(1, -1).reshape(-1, num_classes) if target.ndim > 2 else target
+        return distribution.movedim(1, -1).reshape(-1, num_classes) if distribution.ndim > 2 else distribution
     indices = hard_targets(target, preds_shape, num_classes, owner, validate)
     one_hot = torch.zeros(indices.numel(), num_classes, device=indices.device)
     return one_hot.scatter_(1, indices.unsqueeze(1), 1.0)
@@ -515,6 +576,16 @@ def brier_score(
     return brier_terms(probs, targets.to(probs.device)).double().mean().float()
 
 
+def cross_entropy_terms(log_probs: Tensor, target: Tensor) -> Tensor:
+    """Per-sample ``-sum_c t_c log p_c`` for ``(N, C)`` log-probabilities and target distributions.
+
+    Example:
+        >>> cross_entropy_terms(torch.tensor([[0.0, -2.0]]), torch.tensor([[0.5, 0.5]]))
+        tensor([1.])
+    """
+    return -(target.to(log_probs.dtype) * log_probs).sum(dim=1)
+
+
 def nll_terms(probs: Tensor, target: Tensor, eps: float | None = None) -> Tensor:
     """Per-sample ``-sum_c t_c log(clamp(p_c, eps, 1 - eps))``; ``eps`` defaults to the dtype's epsilon.
 
@@ -525,8 +596,26 @@ def nll_terms(probs: Tensor, target: Tensor, eps: float | None = None) -> Tensor
         tensor([36.0437], dtype=torch.float64)
     """
     epsilon = torch.finfo(probs.dtype).eps if eps is None else eps
-    log_probs = probs.clamp(epsilon, 1 - epsilon).log()
-    return -(target.to(probs.dtype) * log_probs).sum(dim=1)
+    return cross_entropy_terms(probs.clamp(epsilon, 1 - epsilon).log(), target)
+
+
+def check_nll_eps(owner: str, eps: float | None, input_format: str) -> float | None:
+    """Return ``eps`` as a float in ``(0, 0.5)`` (or ``None``); refused with ``input_format="logits"``.
+
+    ``eps`` clamps probabilities, and logits never are: they go through ``log_softmax``.
+    """
+    if eps is None:
+        return None
+    value = check_range(owner, "eps", eps, 0.0, 0.5, low_open=True, high_open=True)
+    if input_format == "logits":
+        raise fail(
+            owner,
+            "eps",
+            eps,
+            "None with input_format='logits' (logits go through log_softmax, exactly as F.cross_entropy;"
+            " `eps` clamps probabilities only)",
+        )
+    return value
 
 
 def negative_log_likelihood(
@@ -537,22 +626,28 @@ def negative_log_likelihood(
     input_format: InputFormat = "auto",
     validate_args: bool = True,
 ) -> Tensor:
-    """Mean negative log-likelihood (cross-entropy with the target distribution), clamped: never ``inf``.
+    """Mean negative log-likelihood (cross-entropy with the target distribution), never ``inf``.
 
-    Probabilities are clamped into ``[eps, 1 - eps]`` before the log, as scikit-learn's ``log_loss``
-    does (``eps=None``: the machine epsilon of the probabilities' dtype, scikit-learn's ``"auto"``).
+    On logits this is ``F.cross_entropy(preds, target)`` (``log_softmax``, no clamp; for soft
+    targets the cross-entropy with the distribution). Probabilities are clamped into
+    ``[eps, 1 - eps]`` before the log, as scikit-learn's ``log_loss`` does (``eps=None``: the
+    machine epsilon of the probabilities' dtype, scikit-learn's ``"auto"``). See
+    :func:`to_log_probabilities`.
 
     Example:
         >>> negative_log_likelihood(torch.tensor([[0.5, 0.5], [0.0, 1.0]]), torch.tensor([0, 0]), 2)
         tensor(8.3178)
+        >>> logits, labels = torch.tensor([[2.0, -1.0], [0.5, 1.5]]), torch.tensor([0, 0])
+        >>> loss = torch.nn.functional.cross_entropy(logits, labels)
+        >>> bool(negative_log_likelihood(logits, labels, 2) == loss)
+        True
     """
     owner = "negative_log_likelihood"
     check_metric_args(owner, num_classes, input_format=input_format)
-    if eps is not None:
-        check_range(owner, "eps", eps, 0.0, 0.5, low_open=True, high_open=True)
-    probs = to_probabilities(preds, num_classes, input_format, owner, validate_args)
+    epsilon = check_nll_eps(owner, eps, input_format)
+    log_probs = to_log_probabilities(preds, num_classes, input_format, epsilon, owner, validate_args)
     targets = soft_targets(target, preds.shape, num_classes, owner, validate_args)
-    return nll_terms(probs, targets.to(probs.device), eps).double().mean().float()
+    return cross_entropy_terms(log_probs, targets.to(log_probs.device)).double().mean().float()
 
 
 # --------------------------------------------------------------------------------------------------

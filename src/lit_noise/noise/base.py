@@ -103,6 +103,18 @@ class Noise(ABC):
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Any:
         """The noisy copy of ``x`` for resolved ``params``."""
 
+    def settings(self) -> dict[str, Any]:
+        """The noise's arguments: each parameter (its value when constant, else its schedule) and options.
+
+        Noise sources log them as hyperparameters (``lit_noise/<name>/noise/<argument>``).
+
+        Example:
+            >>> from lit_noise import SaltAndPepper
+            >>> SaltAndPepper(amount=0.1).settings()
+            {'amount': 0.1, 'salt_vs_pepper': 0.5, 'low': 0.0, 'high': 1.0}
+        """
+        return self._public_args()
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self._public_args().items())
         return f"{type(self).__name__}({fields})"

@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from lit_noise import functional as LF
 from lit_noise._validation import check_number, check_range, fail
+from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
 from lit_noise.schedules import Clock, ScheduleLike
 
@@ -178,11 +179,23 @@ class SNR(Noise):
 class Mask(Noise):
     """Random feature drop: each element becomes ``value`` with probability ``p`` (no rescaling).
 
+    Masking only sets values, so it also applies to integer (token ids) and boolean tensors,
+    keeping their dtype; ``value`` must then be a whole number the dtype can hold (``0`` or ``1``
+    for booleans), checked against each tensor, so a fill that would be truncated or overflow is
+    an error, not a silent change.
+
+    Args:
+        p: probability that an element is masked (in [0, 1]), a number or a schedule; scaled by
+            the controller.
+        value: what a masked element becomes (a mask token id for token inputs).
+
     Example:
         >>> import torch
         >>> y = Mask(p=0.25)(torch.ones(100_000), generator=torch.Generator().manual_seed(0))
         >>> round((y == 0).float().mean().item(), 2)
         0.25
+        >>> Mask(p=0.25, value=103)(torch.arange(1, 9), generator=torch.Generator().manual_seed(0))
+        tensor([  1,   2, 103, 103,   5,   6,   7,   8])
     """
 
     strength = ("p",)
@@ -190,8 +203,27 @@ class Mask(Noise):
     def __init__(self, p: ScheduleLike, value: float = 0.0) -> None:
         super().__init__()
         self._param("p", p, low=0.0, high=1.0)
-        self.value = check_number("Mask", "value", value)
+        number = check_number("Mask", "value", value)
+        self.value: float = value if isinstance(value, int) else number  # large ints stay exact
+
+    @override
+    def check(self, x: Tensor, role: str = "input") -> None:
+        if x.is_floating_point():
+            return
+        if x.is_complex():
+            super().check(x, role)
+        if x.dtype == torch.bool:
+            low, high = 0, 1
+        else:
+            info = torch.iinfo(x.dtype)
+            low, high = info.min, info.max
+        if not (float(self.value).is_integer() and low <= self.value <= high):
+            raise ConfigurationError(
+                f"Mask: `value` must be a whole number in [{low}, {high}] to fill a {x.dtype} {role},"
+                f" got {self.value!r}."
+            )
 
     @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
-        return LF.mask(x, params["p"], self.value, generator)
+        value = self.value if x.is_floating_point() else int(self.value)
+        return LF.mask(x, params["p"], value, generator)

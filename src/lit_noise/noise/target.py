@@ -1,4 +1,9 @@
-"""Label noise for class targets: smoothing and flips, on indices, SoftLabels or distributions."""
+"""Label noise for class targets: smoothing and flips, on indices, SoftLabels or distributions.
+
+Targets may be ``(B,)`` class indices or dense ``(B, T, ...)`` ones (token sequences, pixels). Labels
+equal to ``ignore_index`` (``-100`` by default, torch's convention for padding; a pad id works too)
+are left exactly as they are: never flipped, never smoothed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing_extensions import override
 from lit_noise import functional as LF
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.errors import ConfigurationError
+from lit_noise.functional.targets import _ignore_mask
 from lit_noise.noise.base import Noise
 from lit_noise.schedules import ScheduleLike
 from lit_noise.soft_labels import SoftLabels, soft
@@ -28,30 +34,47 @@ __all__ = [
 TargetFormat = Literal["soft_labels", "probs"]
 _INDEX_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
 TARGET_FORMATS = ("soft_labels", "probs")
+#: torch's default ``ignore_index`` (``nn.CrossEntropyLoss``, ``F.nll_loss``).
+DEFAULT_IGNORE_INDEX = -100
 
 
 class LabelNoise(Noise):
-    """Noise on class targets: integer indices ``(B,)``, :class:`SoftLabels` or ``(B, C)`` floats.
+    """Noise on class targets: integer indices ``(B, ...)``, :class:`SoftLabels` or ``(B, C, ...)`` floats.
 
-    Flips act on the hard labels; a flipped sample's target becomes its new class (one-hot when
-    the target is a distribution), other samples keep theirs. Smoothing acts on the distribution.
+    Flips act on the hard labels; a flipped label's target becomes its new class (one-hot when
+    the target is a distribution), other labels keep theirs. Smoothing acts on the distribution.
     Integer targets stay integer under flips; smoothing returns :class:`SoftLabels` (or plain
-    ``(B, C)`` probabilities with ``target_format="probs"``). Plain float targets stay plain.
+    ``(B, C, ...)`` probabilities with ``target_format="probs"``). Plain float targets stay plain.
+
+    Labels equal to ``ignore_index`` are left untouched (their rows are zeros in a produced
+    distribution), and the losses on :class:`SoftLabels` leave them out exactly as they do for hard
+    targets. Plain ``"probs"`` cannot say which positions to leave out: torch averages over all of
+    them (the ignored ones contributing 0).
 
     Args:
         num_classes: number of classes; may instead be given to :class:`~lit_noise.TargetNoise`.
         target_format: ``"soft_labels"`` (default) or ``"probs"`` for produced distributions.
+        ignore_index: the label of positions to leave alone (padding): ``-100`` like torch's losses, a
+            pad id, or ``None`` when every label is a class; may instead be given to TargetNoise.
     """
 
     applies_to = "labels"
     #: Whether the noise turns class indices into distributions (smoothing) rather than flipping them.
     makes_distribution: ClassVar[bool] = False
 
-    def __init__(self, num_classes: int | None = None, target_format: TargetFormat = "soft_labels") -> None:
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        target_format: TargetFormat = "soft_labels",
+        ignore_index: int | None = DEFAULT_IGNORE_INDEX,
+    ) -> None:
         super().__init__()
         owner = type(self).__name__
         self.num_classes = None if num_classes is None else check_int(owner, "num_classes", num_classes, 2)
         self.target_format = check_choice(owner, "target_format", target_format, TARGET_FORMATS)
+        self.ignore_index = None if ignore_index is None else check_int(owner, "ignore_index", ignore_index)
+        # Whether ignore_index was chosen (not torch's default): TargetNoise may not then override it.
+        self._ignore_index_chosen = ignore_index != DEFAULT_IGNORE_INDEX
 
     def with_num_classes(self, num_classes: int | None) -> None:
         """Adopt ``num_classes`` when none was given; a different explicit value is an error."""
@@ -69,6 +92,25 @@ class LabelNoise(Noise):
             )
         self.num_classes = num_classes
 
+    def with_ignore_index(self, ignore_index: int | None) -> None:
+        """Adopt ``ignore_index`` (``None``: keep this noise's); it may replace the default -100 only.
+
+        Example:
+            >>> noise = LabelSmoothing(eps=0.1)
+            >>> noise.with_ignore_index(0)
+            >>> noise.ignore_index
+            0
+        """
+        if ignore_index is None:
+            return
+        owner = type(self).__name__
+        ignore_index = check_int(owner, "ignore_index", ignore_index)
+        if self._ignore_index_chosen and self.ignore_index != ignore_index:
+            raise fail(
+                owner, "ignore_index", ignore_index, f"the same as given to {owner} ({self.ignore_index!r})"
+            )
+        self.ignore_index = ignore_index
+
     @override
     def check(self, y: Tensor, role: str = "target") -> None:
         if self.num_classes is not None and type(y) is Tensor and y.dtype in _INDEX_DTYPES:
@@ -77,9 +119,9 @@ class LabelNoise(Noise):
         if self.num_classes is None:
             raise ConfigurationError(f"{owner} needs `num_classes` (on {owner} or TargetNoise).")
         if isinstance(y, SoftLabels):
-            if y.soft.shape[1] != self.num_classes:
+            if y.num_classes != self.num_classes:
                 raise ConfigurationError(
-                    f"{owner}: the soft {role} has {y.soft.shape[1]} classes, `num_classes` is"
+                    f"{owner}: the soft {role} has {y.num_classes} classes, `num_classes` is"
                     f" {self.num_classes}."
                 )
             return
@@ -136,8 +178,8 @@ class LabelNoise(Noise):
         flipped = self._flip(labels, params, generator)
         if distribution is None:
             return flipped, None
-        changed = (flipped != labels).unsqueeze(1)
-        one_hot = soft(flipped, self.num_classes).to(distribution.dtype)
+        changed = (flipped != labels).unsqueeze(1)  # never at ignored positions
+        one_hot = soft(flipped, self.num_classes, self.ignore_index).to(distribution.dtype)
         return flipped, torch.where(changed, one_hot, distribution)
 
     def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
@@ -148,12 +190,14 @@ class LabelSmoothing(LabelNoise):
     """Label smoothing: ``(1 - eps) * target + eps / C`` (``nn.CrossEntropyLoss``'s convention).
 
     A one-hot target keeps ``1 - eps + eps / C`` on its class and ``eps / C`` on each other class;
-    rows sum to 1. Produces :class:`SoftLabels` unless ``target_format="probs"``.
+    rows sum to 1. Produces :class:`SoftLabels` unless ``target_format="probs"``. Labels equal to
+    ``ignore_index`` keep their label and get a zero row (an incoming distribution's row is kept).
 
     Args:
         eps: smoothing mass in [0, 1], a number or a schedule; scaled by the controller.
         num_classes: number of classes (or give it to TargetNoise).
         target_format: ``"soft_labels"`` or ``"probs"``.
+        ignore_index: label of the positions to leave alone (default -100; ``None``: none).
 
     Example:
         >>> import torch
@@ -162,15 +206,28 @@ class LabelSmoothing(LabelNoise):
         tensor([[0.0250, 0.0250, 0.9250, 0.0250]])
         >>> int(y)
         2
+
+        Token targets with padding: ``F.cross_entropy(logits.view(-1, C), y.view(-1))`` sees the
+        smoothed rows and leaves out the padding:
+
+        >>> tokens = LabelSmoothing(eps=0.1, num_classes=4)(torch.tensor([[2, 1, -100]]))
+        >>> tokens.view(-1).soft
+        tensor([[0.0250, 0.0250, 0.9250, 0.0250],
+                [0.0250, 0.9250, 0.0250, 0.0250],
+                [0.0000, 0.0000, 0.0000, 0.0000]])
     """
 
     strength = ("eps",)
     makes_distribution = True
 
     def __init__(
-        self, eps: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+        self,
+        eps: ScheduleLike,
+        num_classes: int | None = None,
+        target_format: TargetFormat = "soft_labels",
+        ignore_index: int | None = DEFAULT_IGNORE_INDEX,
     ) -> None:
-        super().__init__(num_classes, target_format)
+        super().__init__(num_classes, target_format, ignore_index)
         self._param("eps", eps, low=0.0, high=1.0)
 
     def _noise(
@@ -182,30 +239,41 @@ class LabelSmoothing(LabelNoise):
     ) -> tuple[Tensor, Tensor | None]:
         if distribution is None:
             assert self.num_classes is not None
-            return labels, LF.smooth_one_hot(labels, self.num_classes, params["eps"])
-        return labels, LF.label_smoothing(distribution, params["eps"])
+            return labels, LF.smooth_one_hot(labels, self.num_classes, params["eps"], None, self.ignore_index)
+        smoothed = LF.label_smoothing(distribution, params["eps"])
+        ignored = _ignore_mask(labels, self.ignore_index)
+        return labels, smoothed if ignored is None else torch.where(
+            ignored.unsqueeze(1), distribution, smoothed
+        )
 
 
 class _RateFlip(LabelNoise):
     """A flip applied to each label with probability ``p`` by ``_flip_labels(y, p, C, generator)``."""
 
     strength = ("p",)
-    _flip_labels: Callable[[Tensor, float, int, torch.Generator | None], Tensor]
+    _flip_labels: Callable[[Tensor, float, int, torch.Generator | None, int | None], Tensor]
 
     def __init__(
-        self, p: ScheduleLike, num_classes: int | None = None, target_format: TargetFormat = "soft_labels"
+        self,
+        p: ScheduleLike,
+        num_classes: int | None = None,
+        target_format: TargetFormat = "soft_labels",
+        ignore_index: int | None = DEFAULT_IGNORE_INDEX,
     ) -> None:
-        super().__init__(num_classes, target_format)
+        super().__init__(num_classes, target_format, ignore_index)
         self._param("p", p, low=0.0, high=1.0)
 
     @override
     def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         assert self.num_classes is not None
-        return self._flip_labels(labels, params["p"], self.num_classes, generator)
+        return self._flip_labels(labels, params["p"], self.num_classes, generator, self.ignore_index)
 
 
 class SymmetricFlip(_RateFlip):
     """With probability ``p`` each label becomes a uniformly random *other* class.
+
+    Labels equal to ``ignore_index`` (default -100) are kept; the arguments are as for
+    :class:`LabelSmoothing`, with the flip probability ``p`` instead of ``eps``.
 
     Example:
         >>> import torch
@@ -219,7 +287,7 @@ class SymmetricFlip(_RateFlip):
 
 
 class PairFlip(_RateFlip):
-    """With probability ``p`` class ``k`` becomes ``(k + 1) % C``.
+    """With probability ``p`` class ``k`` becomes ``(k + 1) % C``; labels equal to ``ignore_index`` are kept.
 
     Example:
         >>> import torch
@@ -234,7 +302,8 @@ class TransitionMatrix(LabelNoise):
     """Class-conditional flips: the noisy label of class ``i`` is ``j`` with probability ``T[i][j]``.
 
     ``matrix`` is square and row-stochastic (non-negative rows summing to 1). The controller's
-    ``scale`` interpolates towards no noise: ``(1 - s) I + s T`` with ``s = min(scale, 1)``.
+    ``scale`` interpolates towards no noise: ``(1 - s) I + s T`` with ``s = min(scale, 1)``. Labels
+    equal to ``ignore_index`` (default -100) are kept.
 
     Example:
         >>> import torch
@@ -248,6 +317,7 @@ class TransitionMatrix(LabelNoise):
         matrix: Sequence[Sequence[float]],
         num_classes: int | None = None,
         target_format: TargetFormat = "soft_labels",
+        ignore_index: int | None = DEFAULT_IGNORE_INDEX,
     ) -> None:
         try:
             table = torch.as_tensor([list(map(float, row)) for row in matrix], dtype=torch.float64)
@@ -259,7 +329,9 @@ class TransitionMatrix(LabelNoise):
             table.sum(1), torch.ones(len(table), dtype=torch.float64), atol=1e-6
         ):
             raise fail("TransitionMatrix", "matrix", matrix, "non-negative rows that each sum to 1")
-        super().__init__(num_classes if num_classes is not None else table.shape[0], target_format)
+        super().__init__(
+            num_classes if num_classes is not None else table.shape[0], target_format, ignore_index
+        )
         if self.num_classes != table.shape[0]:
             raise fail(
                 "TransitionMatrix", "num_classes", num_classes, f"{table.shape[0]} (the matrix's size)"
@@ -275,7 +347,11 @@ class TransitionMatrix(LabelNoise):
         if params["scale"] != 1.0:
             eye = torch.eye(len(table), dtype=table.dtype)
             table = (1.0 - params["scale"]) * eye + params["scale"] * table
-        return LF.transition_flip(labels, table, generator)
+        return LF.transition_flip(labels, table, generator, self.ignore_index)
 
     def _public_args(self) -> dict[str, Any]:
-        return {"matrix": self.matrix.tolist(), "num_classes": self.num_classes}
+        return {
+            "matrix": self.matrix.tolist(),
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+        }

@@ -1,0 +1,369 @@
+"""``lit-noise-train``: fit with lit_noise's callbacks from a Hydra config, then test the best checkpoint.
+
+The job only instantiates what the config names (``data``, ``mix``, ``model``, every entry of
+``callbacks``, every entry of ``logger``, ``trainer``), fits, evaluates the best checkpoint
+(``trainer.validate`` and ``trainer.test``), writes ``results.json`` into its output directory and
+returns the value of ``optimized_metric`` for sweepers. Each job's W&B run is finished in a
+``finally``: a job that raises leaves its run failed and the next job of a multirun gets a new run.
+
+Run ``lit-noise-train`` (the embedded default: the digits classifier with input noise and both
+monitors, in seconds), ``lit-noise-train noise=[input,weight] trainer.max_epochs=10``,
+``lit-noise-train experiment=noise_sweep`` (a multirun), or ``lit-noise-train --cfg job`` to print
+the composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from lit_noise.cli._config import APP, callback_configs, check_group_options, flatten, scrub
+from lit_noise.cli._wandb import JobInfo, finish_runs, prepare_wandb_configs, run_dirs
+from lit_noise.cli.results import package_versions, write_results
+from lit_noise.errors import ConfigurationError
+from lit_noise.reporting import define_summaries
+
+__all__ = ["CONFIG_NAME", "CONFIG_PATH", "TrainResult", "main", "run"]
+
+CONFIG_PATH = "pkg://lit_noise.conf"
+#: The config tree of the installed package (conf/ in the repository).
+CONF_DIR = Path(str(resources.files("lit_noise.conf")))
+CONFIG_NAME = "train"
+
+log = logging.getLogger("lit_noise.cli")
+
+# Advice from Lightning that does not apply to the in-memory example data, and a FutureWarning
+# Lightning 2.6 raises on torch >= 2.10: kept off the user's screen.
+_QUIET = (
+    (r".*isinstance\(treespec, LeafSpec\).*", FutureWarning),
+    (r".*does not have many workers.*", UserWarning),
+    (r".*is smaller than the logging interval.*", UserWarning),
+)
+
+
+#: W&B run summaries of the model's own metrics (the monitors set those of theirs).
+_SUMMARIES = {"val/acc": "max", "val/loss": "min"}
+
+
+@dataclass
+class TrainResult:
+    """What a job produced: final metrics, the optimised metric's value and where things are."""
+
+    metrics: dict[str, float]
+    value: float | None
+    output_dir: Path
+    checkpoint: str | None = None
+    wandb_runs: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for message, category in _QUIET:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node)`` into plain containers (so checkpoints hold no ListConfig).
+
+    A failure becomes a :class:`ConfigurationError` naming the config key (and the nested key)
+    that caused it.
+    """
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        text = str(err)
+        full_key = text.rsplit("full_key: ", 1)[1].strip() if "full_key: " in text else key
+        cause = _root_cause(err)
+        raise ConfigurationError(
+            f"{APP}: cannot build `{full_key}` (from `{key}`, _target_ {node.get('_target_')!s}):"
+            f" {type(cause).__name__}: {cause}"
+        ) from err
+
+
+class _MetricGuard(Callback):
+    """Stop after the first validated epoch when a ``val/`` ``optimized_metric`` is not logged."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.checked = False
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logged = trainer.callback_metrics
+        if self.checked or not any(key.startswith("val/") for key in logged):
+            return
+        self.checked = True
+        if self.name.startswith("val/") and self.name not in logged:
+            raise _unknown_metric(self.name, logged)
+
+
+def _rank() -> int:
+    rank: int = getattr(rank_zero_only, "rank", 0)
+    return rank
+
+
+def _unknown_metric(name: str, logged: Mapping[str, Any]) -> ConfigurationError:
+    return ConfigurationError(
+        f"{APP}: `optimized_metric` must be a metric the job logs, got {name!r}; logged: "
+        + ", ".join(sorted(logged))
+        + "."
+    )
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            out[key] = float(value.item())
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
+
+
+def _job_info(cfg: DictConfig) -> JobInfo:
+    task = str(cfg.get("task_name") or "train")
+    if not HydraConfig.initialized():
+        return JobInfo(task)
+    hydra_cfg = HydraConfig.get()
+    # As typed (interpolations unresolved), secrets typed on the command line redacted.
+    typed = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    overrides = tuple(str(o) for o in scrub(typed if isinstance(typed, list) else []))
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return JobInfo(task, overrides=overrides)
+    return JobInfo(task, str(hydra_cfg.sweep.dir), int(hydra_cfg.job.num), overrides)
+
+
+def _check(cfg: DictConfig) -> None:
+    for key in ("train", "test", "resume"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigurationError(f"{APP}: `{key}` must be true or false, got {cfg.get(key)!r}.")
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigurationError(f"{APP}: `seed` must be an integer or null, got {seed!r}.")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigurationError(f"{APP}: `optimized_metric` must be a metric name or null, got {metric!r}.")
+    for key in ("data", "model", "trainer"):
+        if not isinstance(cfg.get(key), DictConfig) or "_target_" not in cfg[key]:
+            raise ConfigurationError(
+                f"{APP}: `{key}` must be a config with `_target_`, got {cfg.get(key)!r}."
+            )
+
+
+def _ckpt_path(cfg: DictConfig, checkpoint: ModelCheckpoint | None) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, or with ``resume=true`` this job's last.ckpt."""
+    path = cfg.get("ckpt_path")
+    if path is not None:
+        if not Path(str(path)).is_file():
+            raise ConfigurationError(f"{APP}: `ckpt_path` must be an existing checkpoint file, got {path!r}.")
+        return str(path)
+    if not cfg.get("resume"):
+        return None
+    if checkpoint is None or checkpoint.dirpath is None:
+        raise ConfigurationError(
+            f"{APP}: `resume` must be false without a ModelCheckpoint callback with a `dirpath`"
+            " (it resumes from that directory's last.ckpt); got resume=true."
+        )
+    last = Path(checkpoint.dirpath) / f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}"
+    if last.is_file():
+        log.info("Resuming from %s", last)
+        return str(last)
+    log.warning("resume=true: no %s yet, training from the start", last)
+    return None
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    path = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if path is None and HydraConfig.initialized():
+        path = HydraConfig.get().runtime.output_dir
+    return Path(str(path or "."))
+
+
+def run(cfg: DictConfig) -> TrainResult:
+    """Run one job of ``cfg`` (a composed ``lit_noise.conf`` tree, or any config of the same shape).
+
+    Raises:
+        ConfigurationError: before training for a malformed config (a ``noise``/``monitor`` node
+            that is not a dict of callback configs, a callback config that cannot be built, which
+            names its key); at the end of the first validated epoch, or of the run, when
+            ``optimized_metric`` is never logged (listing the logged metrics).
+    """
+    start = time.perf_counter()
+    job = _job_info(cfg)
+    output_dir = _output_dir(cfg)
+    metric_name = cfg.get("optimized_metric")
+    loggers: list[Logger] = []
+    status, error = "failed", None
+    metrics: dict[str, float] = {}
+    best: str | None = None
+    last: str | None = None
+    try:
+        _check(cfg)
+        callback_nodes = callback_configs(cfg)
+        with _quiet():
+            if cfg.get("seed") is not None:
+                pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+            datamodule = _build(cfg.data, "data")
+            if cfg.get("mix") is not None:
+                datamodule = _build(cfg.mix, "mix", datamodule=datamodule)
+            model = _build(cfg.model, "model")
+            callbacks: list[Callback] = [_build(node, key) for key, node in callback_nodes.items()]
+            if metric_name is not None:
+                callbacks.append(_MetricGuard(metric_name))
+            logger_nodes = cfg.get("logger")
+            prepare_wandb_configs(logger_nodes, job)
+            if logger_nodes is not None:
+                loggers = [
+                    _build(node, f"logger.{key}") for key, node in logger_nodes.items() if node is not None
+                ]
+            _drop_unset_wandb_arguments(loggers)
+            trainer = _build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+            resolved = _resolved(cfg)
+            for logger in trainer.loggers:
+                logger.log_hyperparams(flatten(resolved))
+            define_summaries(trainer, _SUMMARIES)
+            ckpt_path = _ckpt_path(cfg, trainer.checkpoint_callback)
+            if cfg.get("train", True):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+                metrics.update(_scalars(trainer.callback_metrics))
+                # Read now: evaluating a checkpoint restores the ModelCheckpoint state saved in it.
+                best, last = _checkpoint_paths(trainer)
+            else:
+                best = ckpt_path
+            if cfg.get("test", True):
+                trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+                metrics.update(_scalars(trainer.callback_metrics))
+                trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+                metrics.update(_scalars(trainer.callback_metrics))
+        if metric_name is not None and metric_name not in metrics:
+            raise _unknown_metric(metric_name, metrics)
+        status = "ok"
+    except BaseException as err:
+        error = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        wandb_dirs = run_dirs(loggers)
+        finish_runs(loggers, failed=status != "ok")
+        value = metrics.get(metric_name) if metric_name is not None else None
+        if _rank() == 0:
+            write_results(
+                output_dir,
+                {
+                    "status": status,
+                    "error": scrub(error),
+                    "task_name": job.task_name,
+                    "job": {"num": job.num, "sweep_dir": job.sweep_dir, "overrides": list(job.overrides)},
+                    "choices": _choices(),
+                    "optimized_metric": {"name": metric_name, "value": value},
+                    "metrics": metrics,
+                    "checkpoint": best,
+                    "last_checkpoint": last,
+                    "wandb_runs": wandb_dirs,
+                    "wall_time_s": time.perf_counter() - start,
+                    "versions": package_versions(),
+                    "config": _resolved(cfg, safe=True),
+                },
+            )
+    result = TrainResult(metrics, value, output_dir, best, wandb_dirs)
+    _report(job, result, metric_name)
+    return result
+
+
+def _resolved(cfg: DictConfig, safe: bool = False) -> dict[str, Any]:
+    """The resolved config without the ``hydra`` node, secrets redacted."""
+    job_cfg = OmegaConf.masked_copy(cfg, [str(key) for key in cfg if key != "hydra"])
+    try:
+        container = OmegaConf.to_container(job_cfg, resolve=True)
+    except Exception:  # a broken interpolation must not hide the job's own error in the finally
+        if not safe:
+            raise
+        container = OmegaConf.to_container(job_cfg, resolve=False)
+    assert isinstance(container, dict)
+    cleaned: dict[str, Any] = scrub(container)
+    return cleaned
+
+
+def _choices() -> dict[str, Any]:
+    if not HydraConfig.initialized():
+        return {}
+    choices = OmegaConf.to_container(HydraConfig.get().runtime.choices, resolve=True)
+    assert isinstance(choices, dict)
+    return {str(k): v for k, v in choices.items() if not str(k).startswith("hydra/")}
+
+
+def _checkpoint_paths(trainer: pl.Trainer) -> tuple[str | None, str | None]:
+    """The best and the last checkpoint the Trainer's ModelCheckpoint wrote (None when none)."""
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+    last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
+    return (str(best) if best else None), (str(last) if last else None)
+
+
+def _drop_unset_wandb_arguments(loggers: list[Logger]) -> None:
+    # Lightning's WandbLogger passes `anonymous=None` to wandb.init, on which wandb >= 0.22 warns
+    # that the setting has no effect; a None there is "not set", so it is left out.
+    for logger in loggers:
+        init = getattr(logger, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous", 0) is None:
+            del init["anonymous"]
+
+
+def _report(job: JobInfo, result: TrainResult, metric_name: str | None) -> None:
+    if _rank() != 0:
+        return
+    shown = "none" if metric_name is None else f"{metric_name}={result.value:.4f}"
+    where = f"outputs: {result.output_dir}"
+    if result.wandb_runs:
+        where += f"; W&B run: {', '.join(result.wandb_runs)} (review: wandb sync <run dir>)"
+    label = f"job #{job.num}" if job.sweep_dir is not None else "done"
+    log.info("%s [%s] %s; %s", label, " ".join(job.overrides) or "defaults", shown, where)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
+def _hydra_main(cfg: DictConfig) -> float | None:
+    return run(cfg).value
+
+
+def main() -> None:
+    """Console entry point (``lit-noise-train``): Hydra parses ``sys.argv``.
+
+    An override naming an option that a config group does not have stops here, with the list of
+    the group's options, before anything is composed (exit status 2).
+    """
+    try:
+        check_group_options(sys.argv[1:], CONF_DIR)
+    except ConfigurationError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
