@@ -30,6 +30,7 @@ import lightning.pytorch as pl
 import torch
 
 from lit_noise.callbacks import RobustnessMonitor
+from lit_noise.callbacks.robustness_monitor import SUITES
 from lit_noise.corruptions import DEFAULT_CORRUPTIONS, corrupt
 from lit_noise.examples import Classifier, ShapesDataModule
 
@@ -127,8 +128,13 @@ def main() -> None:
     )
     print("epoch = monitored / clean validation time (defaults: target < 3);")
     print("ratio = added validation time / (K x clean validation time); wall clock / CPU time")
+    quick = SUITES["quick"]
     configs: list[tuple[str, dict[str, Any]]] = [
-        ("default: suite='quick' (4 corruptions x 3 severities, 128 samples)", {}),
+        (
+            f"default: suite='quick' ({len(quick.corruptions)} corruptions x {len(quick.severities)}"
+            f" severities, {quick.max_samples} samples)",
+            {},
+        ),
         ("suite='full' (10 corruptions x 5 severities, every sample)", {"suite": "full"}),
     ]
     if not args.quick:

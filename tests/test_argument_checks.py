@@ -238,6 +238,13 @@ CASES: list[tuple[str, Build, str, str, str]] = [
         "'gaussian_noise'",
     ),
     (
+        "RobustnessMonitor corruptions unknown",
+        lambda: RobustnessMonitor(corruptions=["fog"]),
+        "RobustnessMonitor",
+        "corruptions",
+        "'fog'",
+    ),
+    (
         "RobustnessMonitor severities",
         lambda: RobustnessMonitor(severities=[0, 1]),
         "RobustnessMonitor",

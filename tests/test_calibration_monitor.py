@@ -244,6 +244,69 @@ def test_multidimensional_outputs_are_flattened(make_trainer: MakeTrainer) -> No
     )
 
 
+class _Confident(pl.LightningModule):
+    """Float64 linear logits scaled up: its wrong predictions cost more than float64's -log(eps) = 36.0.
+
+    ``positions`` > 0 gives ``(N, C, positions)`` sequence outputs; ``probs`` returns softmax
+    probabilities instead of logits.
+    """
+
+    def __init__(self, positions: int = 0, probs: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.positions, self.probs = positions, probs
+        self.layer = nn.Linear(4, 3 * max(positions, 1), dtype=torch.float64)
+        with torch.no_grad():
+            self.layer.weight.mul_(60.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.layer(x)
+        return out.view(len(x), 3, self.positions) if self.positions else out
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        out = self(batch[0])
+        return out.softmax(1) if self.probs else out
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("input_format", ["auto", "logits"])
+@pytest.mark.parametrize("positions", [0, 5], ids=["(N, C)", "(N, C, L)"])
+def test_nll_of_logits_is_the_cross_entropy_of_the_whole_validation_set(
+    make_trainer: MakeTrainer, input_format: str, positions: int
+) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (100, positions) if positions else (100,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)  # 32,32,32,4
+    model = _Confident(positions)
+    monitor = CalibrationMonitor(3, input_format=input_format, log_figures=False)  # type: ignore[arg-type]
+    make_trainer(callbacks=[monitor]).validate(model, loader, verbose=False)
+    with torch.no_grad():
+        logits = model(x)
+    terms = nn.functional.cross_entropy(logits, y, reduction="none")
+    assert float(terms.max()) > 40.0  # confident mistakes: a clamp of the probabilities would show
+    expected = float(nn.functional.cross_entropy(logits, y))  # float64, over every sample at once
+    assert monitor.last_values["val/cal/nll"] == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_nll_of_probabilities_clamps_them(make_trainer: MakeTrainer) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (100,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    model = _Confident(probs=True)
+    monitor = CalibrationMonitor(3, log_figures=False)
+    make_trainer(callbacks=[monitor]).validate(model, loader, verbose=False)
+    with torch.no_grad():
+        probs = model(x).softmax(1).numpy()
+    eps = np.finfo(np.float64).eps  # scikit-learn's log_loss rule for float64 probabilities
+    assert (probs[np.arange(100), y.numpy()] < eps).any()  # the clamp matters here
+    expected = -np.log(np.clip(probs[np.arange(100), y.numpy()], eps, 1 - eps)).mean()
+    assert monitor.last_values["val/cal/nll"] == pytest.approx(expected, rel=1e-6, abs=0)
+
+
 def test_wrong_num_classes_fails_before_training(make_trainer: MakeTrainer) -> None:
     pl.seed_everything(0)
     model = Classifier()

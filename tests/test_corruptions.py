@@ -428,6 +428,24 @@ def test_bad_inputs_raise_clear_errors() -> None:
         corrupt(torch.full((4,), math.nan), "gaussian_noise", 1)
 
 
+def test_input_errors_show_the_dtype_and_shape_without_quotes() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        corrupt(_rand(8, 3), "gaussian_blur", 1)
+    assert str(info.value) == (
+        "corrupt: `x` must be an image batch (B, C, H, W) for 'gaussian_blur',"
+        " got a torch.float32 tensor of shape (8, 3)."
+    )
+    with pytest.raises(ConfigurationError) as info:
+        CF.saturate(_rand(2, 1, 4, 4), (0.3, 0.0))
+    assert str(info.value) == (
+        "saturate: `x` must be an image batch with 3 channels (..., 3, H, W),"
+        " got a torch.float32 tensor of shape (2, 1, 4, 4)."
+    )
+    with pytest.raises(ConfigurationError) as info:
+        corrupt([0.5], "contrast", 1)  # type: ignore[arg-type]
+    assert str(info.value) == "corrupt: `x` must be a floating-point tensor for 'contrast', got a list."
+
+
 # ------------------------------------------------------------------------------------------ on a model
 
 

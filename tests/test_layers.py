@@ -202,3 +202,35 @@ def test_gaussian_dropout_reports_the_rate_of_the_noise_it_applies(rate: float, 
     factor = layer(x).double()
     assert abs(factor.std().item() - std) <= Z * max(std, 1e-9) / math.sqrt(2 * x.numel())
     assert repr(layer) == f"GaussianDropout(rate={rate!r})"
+
+
+def test_schedule_without_noise_layers_is_refused_before_training(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    from lit_noise import NoiseLayerSchedule
+    from lit_noise.errors import ConfigurationError
+    from lit_noise.examples import Classifier, DigitsDataModule
+
+    model = Classifier()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = make_trainer(callbacks=[NoiseLayerSchedule(seed=0)], limit_train_batches=2, limit_val_batches=0)
+    message = r"NoiseLayerSchedule: Classifier has no lit_noise noise layer"
+    with pytest.raises(ConfigurationError, match=message):
+        trainer.fit(model, DigitsDataModule())
+    assert trainer.global_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_example_classifier_noise_layers_are_driven_and_its_hparams_stay_plain(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    from lit_noise import GaussianDropout, GaussianNoise, NoiseLayerSchedule
+    from lit_noise.examples import Classifier, DigitsDataModule
+
+    model = Classifier(input_shape=[1, 8, 8], input_noise_std=0.2, gaussian_dropout=0.25)
+    kinds = [type(m) for m in model.net]
+    assert kinds[0] is GaussianNoise
+    assert kinds[-2] is GaussianDropout
+    assert model.hparams["input_shape"] == (1, 8, 8)
+    assert type(model.hparams["input_shape"]) is tuple
+    schedule = NoiseLayerSchedule(seed=0)
+    trainer = make_trainer(callbacks=[schedule], limit_train_batches=2, limit_val_batches=0)
+    trainer.fit(model, DigitsDataModule())
+    assert schedule.last_values["net.0/std"] == pytest.approx(0.2)
+    assert schedule.last_values["net.6/rate"] == pytest.approx(0.25)

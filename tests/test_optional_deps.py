@@ -161,6 +161,7 @@ def test_reliability_diagram_computes_without_matplotlib_but_plot_refuses(block:
 # ------------------------------------------------------------------ a plain install, simulated
 
 
+@pytest.mark.slow  # a fresh interpreter that trains (5 s); the in-process tests above cover each refusal
 def test_plain_install_script_with_optional_packages_hidden(tmp_path: Path) -> None:
     """Core fit and monitors without figures run; what needs an extra is refused, naming it."""
     result = subprocess.run(

@@ -245,8 +245,8 @@ def test_the_model_mode_is_left_alone_and_sanity_checks_only_check(
     monitor = RobustnessMonitor(["contrast"], [1])
     trainer = make_trainer(callbacks=[monitor, Probe()], limit_train_batches=1, num_sanity_val_steps=2)
     trainer.fit(model, _data())
-    # The validation step's 2 forwards, and one one-sample forward of the monitor's own on the first
-    # sanity batch: it checks before training that the forward the corrupted copies need works.
+    # The validation step's 2 forwards, and one forward of the monitor's own on the first sanity
+    # batch: it checks before training that the forward the corrupted copies need works.
     assert seen["sanity forwards"] == 3
     assert seen["modes"] == {False}  # Lightning's eval mode, untouched by the monitor (called before)
     assert model.training  # back in training mode after fit, as Lightning leaves it
@@ -392,6 +392,53 @@ def test_bad_batches_fail_in_the_sanity_check_before_training(
     assert trainer.global_step == 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+class _StepLogits(Classifier):
+    """A validation step that returns the logits and computes no loss (the targets would fail it)."""
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:  # type: ignore[override]
+        return self(batch[0])
+
+
+class _StepNothing(Classifier):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:  # type: ignore[override]
+        self(batch[0])
+
+
+@pytest.mark.parametrize("model_class", [_StepLogits, _StepNothing], ids=["step_logits", "own_forward"])
+@pytest.mark.parametrize("max_samples", [64, 3])
+def test_sanity_check_errors_show_the_shapes_of_the_whole_batch(
+    make_trainer: Callable[..., pl.Trainer], model_class: type[Classifier], max_samples: int
+) -> None:
+    x, y = make_shapes(16, seed=0)
+    targets = torch.stack([y, y], dim=1)  # (N, 2) integer targets: not class indices of shape (N,)
+    model = model_class("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    monitor = RobustnessMonitor(["contrast"], [1], max_samples=max_samples, log_figures=False)
+    loader = DataLoader(TensorDataset(x, targets), batch_size=8)
+    with pytest.raises(ConfigurationError, match=r"^RobustnessMonitor: `target` must be") as info:
+        make_trainer(callbacks=[monitor], limit_train_batches=1).fit(model, loader, loader)
+    message = str(info.value)
+    assert "class indices of shape (8,)" in message, message
+    assert "got dtype torch.int64 and shape (8, 2)" in message, message
+    assert "(1," not in message, message
+
+
+class _NoClassDimension(_StepNothing):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, 0]  # (N,): one score per sample
+
+
+def test_sanity_check_errors_show_the_model_output_of_the_whole_batch(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    x, y = make_shapes(16, seed=0)
+    model = _NoClassDimension("cnn", num_classes=6, input_shape=(3, 32, 32), hidden=8)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    monitor = RobustnessMonitor(["contrast"], [1], log_figures=False)
+    with pytest.raises(ConfigurationError, match=r"^RobustnessMonitor measures classification") as info:
+        make_trainer(callbacks=[monitor], limit_train_batches=1).fit(model, loader, loader)
+    assert "the model output has shape (8,)" in str(info.value), str(info.value)
 
 
 # ------------------------------------------------------------------------------------------ defaults and cost

@@ -5,6 +5,8 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 :mod:`lit_noise.functional`.
 """
 
+from importlib import metadata as _metadata
+
 from lit_noise.callbacks import (
     CalibrationMonitor,
     GradientNoise,
@@ -58,7 +60,10 @@ from lit_noise.schedules import (
 )
 from lit_noise.soft_labels import SoftLabels, hard, soft
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("lit-noise")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "SNR",

@@ -48,14 +48,18 @@ _STAGES = ("val", "test")
 
 
 class _StageMetrics:
-    """The metrics of one stage (owned by the callback, not the LightningModule)."""
+    """The metrics of one stage (owned by the callback, not the LightningModule).
 
-    def __init__(self, num_classes: int, n_bins: int, n_fine_bins: int) -> None:
+    The binned metrics and the Brier score take the probabilities; the NLL takes the model output
+    itself, so that on logits it is ``log_softmax``, exactly ``F.cross_entropy`` (no clamp).
+    """
+
+    def __init__(self, num_classes: int, n_bins: int, n_fine_bins: int, input_format: InputFormat) -> None:
         options: dict[str, Any] = {"input_format": "probs", "validate_args": False}
         self.diagram = ReliabilityDiagram(num_classes, n_bins, **options)
         self.adaptive = AdaptiveCalibrationError(num_classes, n_bins, n_fine_bins=n_fine_bins, **options)
         self.brier = BrierScore(num_classes, **options)
-        self.nll = NegativeLogLikelihood(num_classes, **options)
+        self.nll = NegativeLogLikelihood(num_classes, input_format=input_format, validate_args=False)
         self.updates = 0
 
     def all(self) -> tuple[ReliabilityDiagram, AdaptiveCalibrationError, BrierScore, NegativeLogLikelihood]:
@@ -67,9 +71,11 @@ class _StageMetrics:
             metric.reset()
         self.updates = 0
 
-    def update(self, probs: Tensor, target: Tensor) -> None:
-        for metric in self.all():
-            metric.update(probs, target)
+    def update(self, outputs: Tensor, target: Tensor, probs: Tensor, flat_target: Tensor) -> None:
+        """Add a batch: the model's ``outputs`` and ``target``, and their flattened ``(N', C)`` forms."""
+        for metric in (self.diagram, self.adaptive, self.brier):
+            metric.update(probs, flat_target)
+        self.nll.update(outputs, target)
         self.updates += 1
 
 
@@ -78,7 +84,9 @@ class CalibrationMonitor(Callback):
 
     For each stage in ``stages`` it streams every evaluation batch into fixed-size metrics and, at
     epoch end, logs ``<stage>/cal/ece``, ``mce``, ``rmsce`` (equal-width bins, top-label),
-    ``aece`` (adaptive, equal-mass bins), ``brier`` and ``nll``, plus a reliability diagram (figure
+    ``aece`` (adaptive, equal-mass bins), ``brier`` and ``nll`` (on logits ``log_softmax``, so it
+    equals ``F.cross_entropy`` over the epoch's samples; probabilities are clamped as in
+    :class:`~lit_noise.metrics.NegativeLogLikelihood`), plus a reliability diagram (figure
     and per-bin table) through :mod:`lit_noise.reporting`: W&B images and tables with a
     ``WandbLogger``, PNG and CSV files under ``<log dir>/figures/`` of every other logger (or of
     ``default_root_dir`` without a logger).
@@ -167,7 +175,9 @@ class CalibrationMonitor(Callback):
         self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
         own = {"val/cal/ece": "min"} if "val" in self.stages else {}
         self._summaries = own if self.summaries is None else self.summaries
-        self.metrics = {stage: _StageMetrics(num_classes, n_bins, n_fine_bins) for stage in self.stages}
+        self.metrics = {
+            stage: _StageMetrics(num_classes, n_bins, n_fine_bins, input_format) for stage in self.stages
+        }
         self.last_values: dict[str, float] = {}
         self._inspected = False
 
@@ -260,9 +270,9 @@ class CalibrationMonitor(Callback):
         probs = to_probabilities(logits.detach(), self.num_classes, self.input_format, owner, validate=first)
         if first:
             hard_targets(target, logits.shape, self.num_classes, owner, validate=True)
-        if probs.ndim != logits.ndim:  # (N, C, ...) flattened: flatten the target alike
-            target = _flatten_target(target, logits.shape)
-        metrics.update(probs, target.to(probs.device))
+        # (N, C, ...) predictions are flattened to (N', C): flatten the targets alike
+        flat_target = _flatten_target(target, logits.shape) if probs.ndim != logits.ndim else target
+        metrics.update(logits.detach(), target, probs, flat_target.to(probs.device))
 
     def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = self.metrics.get(stage)

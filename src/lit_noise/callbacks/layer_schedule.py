@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from lit_noise._rng import GeneratorCache
 from lit_noise.callbacks.base import NoiseCallback
+from lit_noise.errors import ConfigurationError
 from lit_noise.layers import NoiseLayer
 from lit_noise.schedules import Schedule
 
@@ -53,6 +54,13 @@ class NoiseLayerSchedule(NoiseCallback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._layers = [(n, m) for n, m in pl_module.named_modules() if isinstance(m, NoiseLayer)]
+        if not self._layers:
+            raise ConfigurationError(
+                f"NoiseLayerSchedule: {type(pl_module).__name__} has no lit_noise noise layer"
+                " (GaussianNoise, GaussianDropout), so there is nothing to drive. Add one to the model"
+                " (the example Classifier has `input_noise_std` and `gaussian_dropout`) or remove the"
+                " callback."
+            )
         self._layer_generators = [GeneratorCache() for _ in self._layers]
         for path, layer in self._layers:
             if path in self._saved_layer_scales:

@@ -190,8 +190,9 @@ class RobustnessMonitor(Callback):
     own counter-based generator seeded from ``(seed, process rank, dataloader index, batch index,
     corruption, severity)`` — the same corrupted validation set at every epoch, whatever the run's
     seed. A run with the monitor therefore gives the same weights as a run without it. Sanity-check
-    batches are only checked (keys, value range, corruptions, a one-sample forward of the monitor's
-    own, the model output's width and the targets), not evaluated.
+    batches are only checked (keys, value range, corruptions, one forward of the monitor's own on
+    the first batch, the model output's width and the targets, so that errors show the batch's
+    shapes), not evaluated.
 
     Args:
         corruptions: names from :data:`~lit_noise.corruptions.CORRUPTIONS` (checked strictly
@@ -301,7 +302,7 @@ class RobustnessMonitor(Callback):
                 "None, 'all' or a non-empty sequence of corruption names",
             )
         else:
-            names = tuple(dict.fromkeys(get(name, owner).name for name in corruptions))
+            names = tuple(dict.fromkeys(get(name, owner, "corruptions").name for name in corruptions))
         self.corruptions = names if strict else None
         self.severities = check_severities(defaults.severities if severities is None else severities, owner)
         self.every_n_epochs = check_int(owner, "every_n_epochs", every_n_epochs, 1)
@@ -509,34 +510,35 @@ class RobustnessMonitor(Callback):
         if not (self._active or (trainer.sanity_checking and not self._checked)):
             return
         owner = type(self).__name__
-        x = read(batch, self._input_path, owner)
+        x = read(batch, self._input_path, owner).detach()
         target = read(batch, self._target_path, owner)
-        count = x.shape[0] if self.max_samples is None else min(x.shape[0], self.max_samples - self._seen)
+        full = x.shape[0]
+        count = full if self.max_samples is None else min(full, self.max_samples - self._seen)
         if count <= 0:
             return
-        full = x.shape[0]
-        x = x[:count].detach()
         clean = step_logits(outputs)
-        clean = clean[:count].detach() if clean is not None and clean.shape[0] == full else None
+        clean = clean.detach() if clean is not None and clean.shape[0] == full else None
         first = not self._checked
-        if first:
+        if first:  # the whole batch is checked, so that the messages show its shapes
             self._check_first_batch(x)
             self._checked = True
             self._inspected = True
-        unit = self._range.to_unit(x)  # checks the range
-        if first and not self._announced:
-            self._announced = True
-            rank_zero_info(self.cost(full, clean is not None, x.device))
+            self._range.to_unit(x)  # checks the range
+            if not self._announced:
+                self._announced = True
+                rank_zero_info(self.cost(full, clean is not None, x.device))
         if not self._active:  # sanity check: the forward, the model output and the targets, before training
-            own = self._forward(trainer, pl_module, x[:1])  # the forward the corrupted copies need works
-            check_classification(owner, own if clean is None else clean, target[:count])
-            for logits in (own, clean):
+            own = self._forward(trainer, pl_module, x)  # the forward the corrupted copies need works
+            for logits in (clean, own):
                 if logits is not None:
-                    self._update(logits[:1], target[:1], [0], validate=True, record=False)
+                    self._update(logits, target, [0], validate=True, record=False)
             return
+        x, target = x[:count], target[:count]
+        clean = None if clean is None else clean[:count]
+        unit = self._range.to_unit(x)
         self._seen += count
         if clean is not None:
-            self._update(clean, target[:count], [0], first)
+            self._update(clean, target, [0], first)
             first = False
         work: list[_Pair | None] = ([None] if clean is None else []) + list(self._evaluated)
         size = self._chunk_size(len(work), x.device)
@@ -568,7 +570,7 @@ class RobustnessMonitor(Callback):
             ]
             inputs = copies[0] if len(copies) == 1 else torch.cat(copies)
             logits = self._forward(trainer, pl_module, inputs)
-            self._update(logits, target[:count], [0 if pair is None else pair.row for pair in chunk], first)
+            self._update(logits, target, [0 if pair is None else pair.row for pair in chunk], first)
             first = False
 
     def _chunk_size(self, copies: int, device: torch.device) -> int:

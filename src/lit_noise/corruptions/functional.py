@@ -22,6 +22,7 @@ from torch import Tensor
 
 from lit_noise import functional as LF
 from lit_noise._validation import fail
+from lit_noise.errors import ConfigurationError
 
 __all__ = [
     "brightness",
@@ -42,14 +43,26 @@ __all__ = [
 ]
 
 
+def input_error(owner: str, allowed: str, x: object) -> ConfigurationError:
+    """The error for a bad corruption input ``x``, showing its dtype and shape (or its type).
+
+    Example:
+        >>> print(input_error("contrast", "an image batch (B, C, H, W)", torch.zeros(8, 3)))
+        contrast: `x` must be an image batch (B, C, H, W), got a torch.float32 tensor of shape (8, 3).
+        >>> print(input_error("contrast", "a tensor", [0.5]))
+        contrast: `x` must be a tensor, got a list.
+    """
+    shown = (
+        f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+    )
+    return ConfigurationError(f"{owner}: `x` must be {allowed}, got {shown}.")
+
+
 def _check_image(x: Tensor, owner: str, channels: int | None = None) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 3:
-        shown = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise fail(owner, "x", shown, "a float image tensor of shape (..., C, H, W)")
+        raise input_error(owner, "a float image tensor of shape (..., C, H, W)", x)
     if channels is not None and x.shape[-3] != channels:
-        raise fail(
-            owner, "x", tuple(x.shape), f"an image batch with {channels} channels (..., {channels}, H, W)"
-        )
+        raise input_error(owner, f"an image batch with {channels} channels (..., {channels}, H, W)", x)
 
 
 # --------------------------------------------------------------------------- noise (any shape)

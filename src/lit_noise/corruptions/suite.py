@@ -74,18 +74,14 @@ class Corruption:
     def check(self, x: Tensor, owner: str = "corrupt") -> None:
         """Raise :class:`ConfigurationError` if this corruption cannot take ``x`` (range not checked)."""
         if not isinstance(x, Tensor) or not x.is_floating_point():
-            shown = f"{x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
-            raise fail(owner, "x", shown, f"a floating-point tensor for {self.name!r}")
+            raise CF.input_error(owner, f"a floating-point tensor for {self.name!r}", x)
         if not self.any_shape and x.ndim != 4:
-            raise fail(
-                owner, "x", f"shape {tuple(x.shape)}", f"an image batch (B, C, H, W) for {self.name!r}"
-            )
+            raise CF.input_error(owner, f"an image batch (B, C, H, W) for {self.name!r}", x)
         if self.channels is not None and x.ndim == 4 and x.shape[1] != self.channels:
-            raise fail(
+            raise CF.input_error(
                 owner,
-                "x",
-                f"shape {tuple(x.shape)}",
-                f"{self.channels} channels (B, {self.channels}, H, W) for {self.name!r}",
+                f"an image batch with {self.channels} channels (B, {self.channels}, H, W) for {self.name!r}",
+                x,
             )
 
     def applies_to(self, x: Tensor) -> bool:
@@ -130,15 +126,27 @@ def check_severities(severities: object, owner: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
-def get(name: object, owner: str = "corrupt") -> Corruption:
+def get(name: object, owner: str = "corrupt", argument: str = "name") -> Corruption:
     """The registered corruption ``name``, or an error listing the known names.
+
+    Args:
+        name: the corruption's name.
+        owner: who asks, for the message.
+        argument: the caller's argument that holds ``name``, for the message.
 
     Example:
         >>> get("pixelate").tables["cifar10"][0]
         (0.95,)
+        >>> try:
+        ...     get("fog", "RobustnessMonitor", "corruptions")
+        ... except ConfigurationError as err:
+        ...     print(str(err)[:67])
+        RobustnessMonitor: `corruptions` must be one of the registered corr
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise fail(owner, "name", name, "one of the registered corruptions: " + ", ".join(sorted(_REGISTRY)))
+        raise fail(
+            owner, argument, name, "one of the registered corruptions: " + ", ".join(sorted(_REGISTRY))
+        )
     return _REGISTRY[name]
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_noise._validation import check_choice, check_int, check_range
+from lit_noise.layers import GaussianDropout, GaussianNoise
 from lit_noise.soft_labels import hard
 
 __all__ = ["Classifier", "build_backbone"]
@@ -65,6 +66,10 @@ class Classifier(pl.LightningModule):
         hidden: hidden width (MLP units or CNN channels).
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
+        input_noise_std: with ``> 0``, a :class:`~lit_noise.GaussianNoise` layer of this std on the
+            inputs (driven by :class:`~lit_noise.NoiseLayerSchedule`; a no-op outside training).
+        gaussian_dropout: with ``> 0``, a :class:`~lit_noise.GaussianDropout` layer of this rate
+            before the output layer.
 
     Example:
         >>> model = Classifier(backbone="mlp")
@@ -80,15 +85,27 @@ class Classifier(pl.LightningModule):
         hidden: int = 64,
         lr: float = 1e-2,
         weight_decay: float = 0.0,
+        input_noise_std: float = 0.0,
+        gaussian_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        # Plain values in the saved hyperparameters (a Hydra ListConfig would not load with
+        # torch.load's weights_only=True).
+        input_shape = tuple(int(size) for size in input_shape)
         check_choice("Classifier", "backbone", backbone, ("mlp", "cnn"))
         check_int("Classifier", "num_classes", num_classes, 2)
         check_int("Classifier", "hidden", hidden, 1)
         self.lr = check_range("Classifier", "lr", lr, 0.0, low_open=True)
         self.weight_decay = check_range("Classifier", "weight_decay", weight_decay, 0.0)
+        check_range("Classifier", "input_noise_std", input_noise_std, 0.0)
+        check_range("Classifier", "gaussian_dropout", gaussian_dropout, 0.0, 1.0, high_open=True)
         self.save_hyperparameters()
-        self.net = build_backbone(backbone, tuple(input_shape), num_classes, hidden)
+        layers = list(build_backbone(backbone, input_shape, num_classes, hidden).children())
+        if gaussian_dropout > 0:
+            layers.insert(len(layers) - 1, GaussianDropout(rate=gaussian_dropout))
+        if input_noise_std > 0:
+            layers.insert(0, GaussianNoise(std=input_noise_std))
+        self.net = nn.Sequential(*layers)
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
