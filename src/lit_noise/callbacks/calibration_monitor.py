@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
 
@@ -16,11 +15,11 @@ from lit_noise import reporting
 from lit_noise._optional import require
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.batch import BatchKey, normalize_key, read
+from lit_noise.callbacks._monitor_hooks import MonitorHooks
 from lit_noise.callbacks.monitoring import (
     ForwardFn,
     check_classification,
     check_forward_fn,
-    check_training_targets,
     eval_forward,
     step_logits,
 )
@@ -79,7 +78,7 @@ class _StageMetrics:
         self.updates += 1
 
 
-class CalibrationMonitor(Callback):
+class CalibrationMonitor(MonitorHooks):
     """Log how well calibrated the model is at every validation (and test) epoch.
 
     For each stage in ``stages`` it streams every evaluation batch into fixed-size metrics and, at
@@ -187,21 +186,6 @@ class CalibrationMonitor(Callback):
         return self._generate_state_key(stages=self.stages)
 
     # ---------------------------------------------------------------------------------------- hooks
-
-    @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._inspected = False
-        owner = type(self).__name__ if self.summaries else None  # warn without W&B only when asked
-        reporting.define_summaries(trainer, self._summaries, warn_owner=owner)
-
-    @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self._inspected:
-            return
-        self._inspected = True  # no sanity check ran: refuse regression targets before the first step
-        check_training_targets(type(self).__name__, batch, self._target_path)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

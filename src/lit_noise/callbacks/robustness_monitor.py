@@ -8,7 +8,6 @@ from typing import Any, Literal, NamedTuple
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -20,11 +19,11 @@ from lit_noise._optional import require
 from lit_noise._rng import GeneratorCache, stream_id
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read
+from lit_noise.callbacks._monitor_hooks import MonitorHooks
 from lit_noise.callbacks.monitoring import (
     ForwardFn,
     check_classification,
     check_forward_fn,
-    check_training_targets,
     eval_forward,
     step_logits,
 )
@@ -132,7 +131,7 @@ class _RobustnessBins(Metric):
         return self.count, self.conf_sum, self.correct_sum
 
 
-class RobustnessMonitor(Callback):
+class RobustnessMonitor(MonitorHooks):
     """Log how robust the model is to common corruptions at every validation epoch.
 
     During the validation loop, each validation batch (up to ``max_samples`` samples per epoch and
@@ -466,21 +465,6 @@ class RobustnessMonitor(Callback):
         )
 
     # ---------------------------------------------------------------------------------------- hooks
-
-    @override
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._inspected = False
-        owner = type(self).__name__ if self.summaries else None  # warn without W&B only when asked
-        reporting.define_summaries(trainer, self._summaries, warn_owner=owner)
-
-    @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self._inspected:
-            return
-        self._inspected = True  # no sanity check ran: refuse regression targets before the first step
-        check_training_targets(type(self).__name__, batch, self._target_path)
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
