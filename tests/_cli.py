@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +16,21 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 CONF_DIR = Path(lit_noise.conf.__file__).parent
+BIN = Path(sys.executable).parent
+
+
+def wandb_summary(run_dir: str) -> dict:
+    """An offline W&B run read back with wandb's own reader (`wandb leet inspect --summary --json`)."""
+    out = subprocess.run(
+        [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", run_dir],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
 
 # Small enough for a test, large enough that every stage logs something.
 TINY = (

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from _cli import TINY
+from _cli import BIN, TINY, wandb_summary
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
@@ -40,18 +38,6 @@ def _cli(tmp_path: Path, *args: str, ok: bool = True) -> str:
     return text
 
 
-def _summary(run_dir: str) -> dict:
-    out = subprocess.run(
-        [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", run_dir],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
 def _jobs(tmp_path: Path, count: int) -> list[dict]:
     jobs = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(count)]
     assert not (tmp_path / "sweep" / str(count)).exists()
@@ -60,7 +46,7 @@ def _jobs(tmp_path: Path, count: int) -> list[dict]:
 
 def _runs(job: dict) -> dict:
     (run_dir,) = job["wandb_runs"]
-    return _summary(run_dir)
+    return wandb_summary(run_dir)
 
 
 def test_basic_multirun_one_finished_wandb_run_per_job_and_a_failing_job(tmp_path):
@@ -68,7 +54,8 @@ def test_basic_multirun_one_finished_wandb_run_per_job_and_a_failing_job(tmp_pat
     jobs = _jobs(tmp_path, 3)
     assert [job["status"] for job in jobs] == ["ok", "failed", "ok"]
     runs = [
-        _summary(str(next((tmp_path / "sweep" / str(i) / "wandb").glob("offline-run-*")))) for i in range(3)
+        wandb_summary(str(next((tmp_path / "sweep" / str(i) / "wandb").glob("offline-run-*"))))
+        for i in range(3)
     ]
     assert [(r["state"], r["exit_code"]) for r in runs] == [("finished", 0), ("failed", 1), ("finished", 0)]
     assert len({r["run_id"] for r in runs}) == 3
@@ -120,4 +107,4 @@ def test_ddp_sim_job(tmp_path):
     assert 0.0 <= job["metrics"]["test/acc"] <= 1.0
     run_dirs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(run_dirs) >= 1
-    assert {_summary(str(d))["state"] for d in run_dirs} == {"finished"}
+    assert {wandb_summary(str(d))["state"] for d in run_dirs} == {"finished"}

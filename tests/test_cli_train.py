@@ -13,24 +13,11 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from _cli import TINY, compose_train, lit_noise_configs
+from _cli import BIN, TINY, compose_train, lit_noise_configs, wandb_summary
 from lit_noise.cli.train import main, run
 from lit_noise.errors import ConfigurationError
 
 FAKE_KEY = "fake0123456789abcdef0123456789abcdef0123"  # a 40-character W&B-style API key
-BIN = Path(sys.executable).parent
-
-
-def _wandb_summary(run_dir: str) -> dict:
-    out = subprocess.run(
-        [str(BIN / "wandb"), "leet", "inspect", "--summary", "--json", run_dir],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(out.stdout)
 
 
 def _files(root: Path) -> list[Path]:
@@ -94,7 +81,7 @@ def test_wandb_run_per_job_and_failed_runs_marked_failed(jobs):
     (ok_dir,) = result.wandb_runs
     failing_dirs = list((jobs["root"] / "failing" / "wandb").glob("offline-run-*"))
     assert len(failing_dirs) == 1
-    failed, ok = _wandb_summary(str(failing_dirs[0])), _wandb_summary(ok_dir)
+    failed, ok = wandb_summary(str(failing_dirs[0])), wandb_summary(ok_dir)
     assert (failed["state"], failed["exit_code"]) == ("failed", 1)
     assert (ok["state"], ok["exit_code"]) == ("finished", 0)
     assert failed["run_id"] != ok["run_id"]  # the next job logs into a new run

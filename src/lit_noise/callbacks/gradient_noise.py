@@ -57,8 +57,8 @@ class GradientNoise(NoiseCallback):
         include: glob patterns or ``re:`` regexes selecting trainable parameters by name (see
             :class:`~lit_noise.WeightNoise`); ``None``: every trainable parameter.
         exclude: patterns of parameters whose gradients stay clean.
-        name: name in logged keys (``noise/<name>/std``) and checkpoint state (default
-            ``"gradient"``).
+        name: name in logged keys (``noise/<name>/std``) and checkpoint state; ``None``:
+            ``"gradient"`` (two GradientNoise in one Trainer need distinct names).
         scale: multiplier on ``std`` (the controller's knob).
         chunk_size: elements per random draw (default ``2**18`` on CPU, ``2**24`` on GPUs).
 

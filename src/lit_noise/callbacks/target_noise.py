@@ -37,7 +37,9 @@ class TargetNoise(BatchNoise):
         num_classes: number of classes for label noise.
         p: per-sample probability of being noised.
         seed: base seed (``None``: drawn from torch's RNG at setup).
-        name: name in logged keys and checkpoint state (default ``"target"``).
+        name: name in logged keys and checkpoint state; ``None``: ``"target"``, or
+            ``"target_<noise>"`` (``"target_label_smoothing"``) when several unnamed TargetNoise share
+            the Trainer.
         scale: multiplier on the noise strength (the controller's knob).
         ignore_index: label of the positions a label noise leaves alone (padding), passed to the
             noise like ``num_classes``: it replaces the noise's default -100 (a different value set on
