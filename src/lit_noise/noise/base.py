@@ -13,9 +13,25 @@ from lit_noise._validation import fail
 from lit_noise.errors import ConfigurationError
 from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
 
-__all__ = ["Noise"]
+__all__ = ["Noise", "keep_mask"]
 
 _NO_CLOCK = Clock()
+
+
+def keep_mask(x: Tensor, keep: Tensor, owner: str) -> Tensor:
+    """``keep`` as a bool tensor on ``x``'s device, checked to have the leading shape of ``x``.
+
+    Example:
+        >>> import torch
+        >>> keep_mask(torch.zeros(2, 3, 4), torch.tensor([[1, 1, 0], [1, 0, 0]]), "NEFTune").dtype
+        torch.bool
+    """
+    if keep.ndim > x.ndim or tuple(keep.shape) != tuple(x.shape[: keep.ndim]):
+        raise ConfigurationError(
+            f"{owner}: the mask of positions to noise must have the leading shape of the tensor it"
+            f" applies to, got a mask of shape {tuple(keep.shape)} for a tensor of shape {tuple(x.shape)}."
+        )
+    return keep.to(device=x.device, dtype=torch.bool)
 
 
 class Noise(ABC):
@@ -94,14 +110,43 @@ class Noise(ABC):
         generator: torch.Generator | None = None,
         clock: Clock | None = None,
         scale: float = 1.0,
+        keep: Tensor | None = None,
     ) -> Any:
-        """A noisy copy of ``x`` (``x`` itself is not modified)."""
+        """A noisy copy of ``x`` (``x`` itself is not modified); only where ``keep`` is true if given."""
         self.check(x)
-        return self.apply(x, self.resolve(clock, scale), generator)
+        params = self.resolve(clock, scale)
+        return (
+            self.apply(x, params, generator) if keep is None else self.apply_where(x, params, generator, keep)
+        )
 
     @abstractmethod
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Any:
         """The noisy copy of ``x`` for resolved ``params``."""
+
+    def apply_where(
+        self, x: Tensor, params: dict[str, float], generator: torch.Generator | None, keep: Tensor
+    ) -> Any:
+        """The noisy copy of ``x`` for resolved ``params`` that changes only positions where ``keep`` is true.
+
+        ``keep`` (bool, or 0/1 integers such as an attention mask) has the leading shape of ``x``:
+        ``(B, L)`` for token ids ``(B, L)`` or embeddings ``(B, L, d)``; the positions it marks false
+        (padding) come back exactly as they were. This default draws the noise everywhere and puts
+        the clean values back; noises whose draw or strength depends on the kept positions (token
+        noises, NEFTune's per-sample length) override it.
+
+        Example:
+            >>> import torch
+            >>> from lit_noise import Gaussian
+            >>> keep = torch.tensor([[True, True, False]])
+            >>> y = Gaussian(std=1.0).apply_where(torch.zeros(1, 3, 2), {"std": 1.0, "mean": 0.0},
+            ...                                   torch.Generator().manual_seed(0), keep)
+            >>> (y[0, 2] == 0).all().item(), (y[0, :2] != 0).all().item()
+            (True, True)
+        """
+        where = keep_mask(x, keep, type(self).__name__)
+        return torch.where(
+            where.view(where.shape + (1,) * (x.ndim - where.ndim)), self.apply(x, params, generator), x
+        )
 
     def settings(self) -> dict[str, Any]:
         """The noise's arguments: each parameter (its value when constant, else its schedule) and options.
