@@ -20,20 +20,38 @@ import lit_noise
 from _cli import CONF_DIR, compose_train, lit_noise_configs, options
 from lit_noise.cli._config import check_group_options
 from lit_noise.errors import ConfigurationError
-from lit_noise.examples import Classifier, DigitsDataModule, ShapesDataModule
+from lit_noise.examples import (
+    Classifier,
+    DigitsDataModule,
+    ShapesDataModule,
+    TokenClassifier,
+    TokenDataModule,
+)
 
 GROUPS = {
-    "data": ["custom", "digits", "shapes"],
-    "model": ["cnn", "mlp", "mlp_noise_layers"],
-    "noise": ["gradient", "input", "layers", "none", "target", "weight"],
+    "data": ["custom", "digits", "shapes", "tokens"],
+    "model": ["cnn", "mlp", "mlp_noise_layers", "token"],
+    "noise": [
+        "activation",
+        "gradient",
+        "input",
+        "layers",
+        "neftune",
+        "none",
+        "target",
+        "token_drop",
+        "token_mask",
+        "token_substitute",
+        "weight",
+    ],
     "schedule": ["annealed", "constant", "cosine_ramp", "cyclic", "interval", "linear_ramp", "step_decay"],
     "mix": ["both", "cutmix", "mixup", "none"],
-    "monitor": ["calibration", "none", "robustness"],
+    "monitor": ["calibration", "controller", "none", "robustness", "temperature"],
     "logger": ["both", "csv", "none", "wandb"],
     "trainer": ["cpu", "ddp", "ddp_sim", "gpu"],
     "launcher": ["basic", "joblib", "submitit_local", "submitit_slurm"],
     "hparams_search": ["optuna"],
-    "experiment": ["calibration", "noise_sweep", "schedules", "weight_noise"],
+    "experiment": ["adaptive", "calibration", "noise_sweep", "schedules", "tokens", "weight_noise"],
     "paths": ["default"],
     "hydra": ["default"],
 }
@@ -45,9 +63,16 @@ CALLBACKS = {
     "weight": {"weight_noise": lit_noise.WeightNoise},
     "gradient": {"gradient_noise": lit_noise.GradientNoise},
     "layers": {"layer_noise": lit_noise.NoiseLayerSchedule},
+    "activation": {"activation_noise": lit_noise.ActivationNoise},
+    "neftune": {"neftune": lit_noise.ActivationNoise},
+    "token_drop": {"token_drop": lit_noise.InputNoise},
+    "token_mask": {"token_mask": lit_noise.InputNoise},
+    "token_substitute": {"token_substitute": lit_noise.InputNoise},
     "none": {},
     "calibration": {"calibration_monitor": lit_noise.CalibrationMonitor},
     "robustness": {"robustness_monitor": lit_noise.RobustnessMonitor},
+    "controller": {"noise_controller": lit_noise.NoiseController},
+    "temperature": {"temperature_scaling": lit_noise.TemperatureScaling},
 }
 SCHEDULES = {
     "annealed": lit_noise.AnnealedStd,
@@ -120,7 +145,7 @@ def test_the_default_composes_the_embedded_job(tmp_path):
     assert callbacks["calibration_monitor"].num_classes == 10
 
 
-@pytest.mark.parametrize("option", GROUPS["data"])
+@pytest.mark.parametrize("option", [o for o in GROUPS["data"] if o != "tokens"])
 def test_data(tmp_path, option):
     cfg = compose_train(tmp_path, [f"data={option}"])
     data = instantiate(cfg.data)
@@ -132,7 +157,21 @@ def test_data(tmp_path, option):
     assert model(torch.zeros(2, *data.input_shape)).shape == (2, data.num_classes)
 
 
-@pytest.mark.parametrize("option", GROUPS["model"])
+def test_token_data_and_model(tmp_path):
+    cfg = compose_train(tmp_path, ["data=tokens", "model=token", "noise=[token_substitute]"])
+    data, model = instantiate(cfg.data), instantiate(cfg.model)
+    assert type(data) is TokenDataModule
+    assert type(model) is TokenClassifier
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert sorted(batch) == [cfg.mask_key, cfg.input_key, cfg.target_key]
+    assert model(batch["input_ids"], batch["attention_mask"]).shape == (64, cfg.num_classes)
+    noise = _callbacks(cfg)["token_substitute"]
+    assert (noise.key, noise.mask_key) == ("input_ids", "attention_mask")
+    assert (noise.noise.vocab_size, noise.noise.pad_id, tuple(noise.noise.special_ids)) == (48, 0, (1,))
+
+
+@pytest.mark.parametrize("option", [o for o in GROUPS["model"] if o != "token"])
 def test_model(tmp_path, option):
     cfg = compose_train(tmp_path, [f"model={option}"])
     model = instantiate(cfg.model)
@@ -143,9 +182,10 @@ def test_model(tmp_path, option):
 
 @pytest.mark.parametrize("option", GROUPS["noise"] + GROUPS["monitor"])
 def test_callback_groups(tmp_path, option):
-    group = "monitor" if option in ("calibration", "robustness") else "noise"
+    group = "monitor" if option in ("calibration", "controller", "robustness", "temperature") else "noise"
     other = "monitor=none" if group == "noise" else "noise=none"
-    cfg = compose_train(tmp_path, [f"{group}=[{option}]", other])
+    tokens = ["data=tokens", "model=token"] if option.startswith(("token", "neftune")) else []
+    cfg = compose_train(tmp_path, [f"{group}=[{option}]", other, *tokens])
     callbacks = _callbacks(cfg)
     callbacks.pop("model_checkpoint")
     assert {k: type(v) for k, v in callbacks.items()} == CALLBACKS[option]
@@ -251,7 +291,7 @@ def test_optuna_search(tmp_path):
     assert type(schedule) is lit_noise.Linear
 
 
-@pytest.mark.parametrize("option", GROUPS["experiment"])
+@pytest.mark.parametrize("option", sorted(SWEEP_SIZES))  # `adaptive` is one run: test_noise_controller.py
 def test_experiment_presets_compose_every_job_of_their_sweep(tmp_path, option):
     cfg = compose_train(tmp_path, [f"experiment={option}"])
     assert cfg.hydra.mode == RunMode.MULTIRUN

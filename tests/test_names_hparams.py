@@ -337,6 +337,7 @@ def test_every_source_records_its_settings(fitted: SimpleNamespace, where: str) 
         "clamp": [0.0, 1.0],
         "seed": fitted.sources.input.seed,  # drawn in setup, recorded as resolved
         "scale": 1.0,
+        "mask_key": None,
     }
     assert isinstance(logged["lit_noise/input/seed"], int)
     # Two TargetNoise instances: distinct names, so neither overwrites the other's keys.

@@ -8,13 +8,16 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 from importlib import metadata as _metadata
 
 from lit_noise.callbacks import (
+    ActivationNoise,
     CalibrationMonitor,
     GradientNoise,
     InputNoise,
     NoiseCallback,
+    NoiseController,
     NoiseLayerSchedule,
     RobustnessMonitor,
     TargetNoise,
+    TemperatureScaling,
     WeightNoise,
 )
 from lit_noise.corruptions import corrupt
@@ -34,11 +37,15 @@ from lit_noise.noise import (
     LabelSmoothing,
     Laplace,
     Mask,
+    NEFTune,
     Noise,
     PairFlip,
     SaltAndPepper,
     Speckle,
     SymmetricFlip,
+    TokenDrop,
+    TokenMask,
+    TokenSubstitute,
     TransitionMatrix,
     Uniform,
 )
@@ -67,6 +74,7 @@ except _metadata.PackageNotFoundError:  # a source tree that is not installed
 
 __all__ = [
     "SNR",
+    "ActivationNoise",
     "AdaptiveCalibrationError",
     "AnnealedStd",
     "BrierScore",
@@ -91,9 +99,11 @@ __all__ = [
     "Linear",
     "Mask",
     "MixupDataModule",
+    "NEFTune",
     "NegativeLogLikelihood",
     "Noise",
     "NoiseCallback",
+    "NoiseController",
     "NoiseLayerSchedule",
     "PairFlip",
     "Piecewise",
@@ -107,6 +117,10 @@ __all__ = [
     "Step",
     "SymmetricFlip",
     "TargetNoise",
+    "TemperatureScaling",
+    "TokenDrop",
+    "TokenMask",
+    "TokenSubstitute",
     "TransitionMatrix",
     "Uniform",
     "WeightNoise",

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import override
@@ -17,6 +18,7 @@ from lit_noise.batch import BatchKey, normalize_key, read, write
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
+from lit_noise.noise.token import TokenDrop, TokenNoise
 from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
 from lit_noise.soft_labels import SoftLabels, _class_rows, hard
 
@@ -66,7 +68,10 @@ class BatchNoise(NoiseCallback):
     test or predict), writes the noisy copy back into the list or dict batch out of place, and
     logs the resolved strengths under ``noise/<name>/<param>``. A bare tensor batch (``key=None``)
     is overwritten in place, which is refused when the tensor may be the dataset's own storage: a
-    view, or a loader with ``batch_size=None``.
+    view, or a loader with ``batch_size=None``. With ``mask_key``, the batch's attention mask
+    there (1 or true on real tokens, the leading shape of the noised tensor) limits the noise to
+    the real positions (:meth:`~lit_noise.noise.Noise.apply_where`); a noise that drops tokens
+    (:class:`~lit_noise.TokenDrop`) writes the updated mask back.
 
     Example:
         >>> from lit_noise import Gaussian
@@ -85,6 +90,7 @@ class BatchNoise(NoiseCallback):
         seed: int | None = None,
         name: str | None = None,
         scale: float = 1.0,
+        mask_key: BatchKey = None,
     ) -> None:
         owner = type(self).__name__
         if not isinstance(noise, Noise):
@@ -94,6 +100,13 @@ class BatchNoise(NoiseCallback):
         self.key = key
         self._owner = owner
         self._path = normalize_key(key, owner)
+        self.mask_key = mask_key
+        self._mask_path = normalize_key(mask_key, owner, "mask_key")
+        if mask_key is not None and key is None:
+            raise fail(
+                owner, "mask_key", mask_key, "None when `key` is None (a bare tensor batch has no mask)"
+            )
+        self._warn_unmasked_drop = isinstance(noise, TokenDrop) and mask_key is None
         if not isinstance(p, (Schedule, int, float)) or isinstance(p, bool):
             raise fail(owner, "p", p, "a probability in [0, 1] or a schedule")
         self.p = as_schedule(p, owner, "p")
@@ -166,7 +179,14 @@ class BatchNoise(NoiseCallback):
             params, p, logged = self._resolve(trainer)
             fresh = True
         generator = self._generator(clean.device, trainer, batch_idx)
-        noisy = noise.apply(clean, params, generator)
+        if self._mask_path is None:
+            if self._warn_unmasked_drop:
+                self._check_unmasked_drop(batch)
+            mask = None
+            noisy = noise.apply(clean, params, generator)
+        else:
+            mask = self._read_mask(batch, clean)
+            noisy = noise.apply_where(clean, params, generator, mask)
         if self.clamp is not None:
             if not noisy.is_floating_point():
                 raise ConfigurationError(
@@ -183,5 +203,36 @@ class BatchNoise(NoiseCallback):
                 " tensor batch cannot hold; return a list or dict batch."
             )
         write(batch, self._path, noisy, owner)
+        if mask is not None and isinstance(noise, TokenNoise):
+            updated = noise.updated_mask(clean, noisy, mask)
+            if updated is not None:
+                write(batch, self._mask_path, updated, owner)
         if fresh or self._should_log(trainer):  # unchanged values need no `last_values` update
             self._log(trainer, pl_module, logged)
+
+    def _read_mask(self, batch: Any, clean: Tensor) -> Tensor:
+        """The mask at ``mask_key``, checked to be 0/1 or boolean with the leading shape of ``clean``."""
+        mask = read(batch, self._mask_path, self._owner)
+        if mask.is_floating_point() or mask.is_complex():
+            raise ConfigurationError(
+                f"{self._owner}: `mask_key` {self.mask_key!r} must address a boolean or 0/1 integer mask"
+                f" (1 = real token), got dtype {mask.dtype}; an additive float mask (0 / -inf) would be"
+                " read the wrong way round."
+            )
+        if mask.ndim > clean.ndim or tuple(mask.shape) != tuple(clean.shape[: mask.ndim]):
+            raise ConfigurationError(
+                f"{self._owner}: the mask at `mask_key` {self.mask_key!r} must have the leading shape of"
+                f" the {self.role} at `key` {self.key!r}, got {tuple(mask.shape)} for {tuple(clean.shape)}."
+            )
+        return mask
+
+    def _check_unmasked_drop(self, batch: Any) -> None:
+        """Warn once when TokenDrop pads tokens of a dict batch whose attention mask it cannot update."""
+        self._warn_unmasked_drop = False
+        if isinstance(batch, Mapping) and "attention_mask" in batch:
+            rank_zero_warn(
+                f"{self._owner}: TokenDrop turns dropped tokens into padding, but `mask_key` is not set,"
+                " so the batch's 'attention_mask' still marks them as real tokens. Set"
+                " `mask_key='attention_mask'` to update it.",
+                category=UserWarning,
+            )

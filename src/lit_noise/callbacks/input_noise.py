@@ -24,8 +24,8 @@ class InputNoise(BatchNoise):
     Lightning hands ``training_step`` the very batch object the callbacks see, so the batch must be
     a list or a dict (torch's default collate turns tuple samples into lists); a tuple batch is
     refused with a :class:`~lit_noise.ConfigurationError` at the first batch, before any step. Bad
-    keys, integer inputs (but for ``Mask``, which only sets values) and 'progress' schedules on an
-    unbounded trainer are refused likewise.
+    keys, integer inputs (but for ``Mask`` and the token noises, which only set values), float
+    inputs to the token noises and 'progress' schedules on an unbounded trainer are refused likewise.
     With ``p < 1`` each sample is noised (and clamped) with probability ``p``; the others are left
     exactly as they were. Noise is drawn from a generator seeded from (seed, name, epoch, batch
     index, rank): the same seed gives the same noise, a resumed run continues the same stream, and
@@ -33,7 +33,8 @@ class InputNoise(BatchNoise):
 
     Args:
         noise: what noise (``Gaussian``, ``Uniform``, ``Laplace``, ``SaltAndPepper``, ``Speckle``,
-            ``SNR``, ``Mask``); its parameters may be schedules.
+            ``SNR``, ``Mask``; for token ids ``TokenMask``, ``TokenSubstitute``, ``TokenDrop``); its
+            parameters may be schedules.
         key: where the inputs are: an index for list batches, a key for dict batches, a path
             (``"inputs.image"`` or ``["inputs", "image"]``) for nested ones, ``None`` for a bare
             tensor batch (noised in place; refused when it may be the dataset's own storage: a
@@ -46,6 +47,12 @@ class InputNoise(BatchNoise):
             ``"input_<noise>"`` (``"input_gaussian"``) when several unnamed InputNoise share the
             Trainer (see :class:`~lit_noise.NoiseCallback`).
         scale: multiplier on the noise strength (the controller's knob).
+        mask_key: where the batch's attention mask is (as ``key``; 1 or true on real tokens, the
+            leading shape of the inputs: ``(B, L)`` for ids ``(B, L)`` or embeddings ``(B, L, d)``);
+            ``None``: no mask. When set, padded positions come back unchanged, for every noise;
+            :class:`~lit_noise.TokenDrop` sets the mask of the tokens it drops to 0 and writes the
+            mask back. A missing key, a float mask or a mask of another shape is an error at the
+            first batch.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -58,6 +65,18 @@ class InputNoise(BatchNoise):
         >>> trainer.fit(Classifier(), DigitsDataModule())
         >>> round(noise.last_values["std"], 3)  # last of 4 steps: progress 3/4 of the ramp
         0.225
+
+        Token ids with an attention mask (:class:`~lit_noise.examples.TokenDataModule`'s batches):
+
+        >>> from lit_noise import TokenMask
+        >>> from lit_noise.examples import TokenClassifier, TokenDataModule
+        >>> masking = InputNoise(TokenMask(p=0.15, mask_id=1), key="input_ids", mask_key="attention_mask")
+        >>> trainer = pl.Trainer(max_epochs=1, callbacks=[masking], logger=False,
+        ...                      enable_checkpointing=False, enable_progress_bar=False,
+        ...                      enable_model_summary=False, limit_train_batches=2, limit_val_batches=0)
+        >>> trainer.fit(TokenClassifier(), TokenDataModule())
+        >>> masking.last_values
+        {'p': 0.15}
     """
 
     role = "input"
@@ -71,9 +90,10 @@ class InputNoise(BatchNoise):
         seed: int | None = None,
         name: str | None = None,
         scale: float = 1.0,
+        mask_key: BatchKey = None,
     ) -> None:
-        super().__init__(noise, key, p, clamp, seed, name, scale)
-        if noise.applies_to != "float":
+        super().__init__(noise, key, p, clamp, seed, name, scale, mask_key)
+        if noise.applies_to == "labels":
             raise ConfigurationError(
                 f"InputNoise: `noise` must be an input noise, got the label noise {type(noise).__name__};"
                 " use TargetNoise for targets."

@@ -8,14 +8,20 @@ from lit_noise.examples.classifier import Classifier, build_backbone
 from lit_noise.examples.digits import DigitsDataModule
 from lit_noise.examples.shapes import SHAPES, ShapesDataModule, make_shapes
 from lit_noise.examples.tensor_data import EpochShuffleSampler, TensorSplitDataModule
+from lit_noise.examples.tokens import MASK_ID, PAD_ID, TokenClassifier, TokenDataModule, make_token_sequences
 
 __all__ = [
+    "MASK_ID",
+    "PAD_ID",
     "SHAPES",
     "Classifier",
     "DigitsDataModule",
     "EpochShuffleSampler",
     "ShapesDataModule",
     "TensorSplitDataModule",
+    "TokenClassifier",
+    "TokenDataModule",
     "build_backbone",
     "make_shapes",
+    "make_token_sequences",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import partial
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset, default_collate
 
 from lit_noise._validation import check_int
 
@@ -48,10 +49,14 @@ class EpochShuffleSampler(Sampler[int]):
 class TensorSplitDataModule(pl.LightningDataModule):
     """Train, validation and test tensor data sets, made once by :meth:`make_splits`.
 
-    Batches are lists ``[x, y]``; the training order is reshuffled each epoch from
+    Batches are lists ``[x, y]`` (dicts of the set's tensors named by ``batch_keys`` when a subclass
+    sets it); the training order is reshuffled each epoch from
     ``(shuffle_seed, epoch)`` by :class:`EpochShuffleSampler`, so a resumed run sees the same order.
     Subclasses implement :meth:`make_splits`.
     """
+
+    #: Names of the set's tensors, in order: batches are then dicts of them instead of lists.
+    batch_keys: tuple[str, ...] | None = None
 
     def __init__(self, batch_size: int, shuffle_seed: int, num_workers: int) -> None:
         super().__init__()
@@ -75,7 +80,14 @@ class TensorSplitDataModule(pl.LightningDataModule):
     def _loader(self, dataset: TensorDataset | None, train: bool = False) -> DataLoader[tuple[Tensor, ...]]:
         assert dataset is not None, "setup() creates the datasets"
         sampler = EpochShuffleSampler(len(dataset), self.shuffle_seed) if train else None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        collate = None if self.batch_keys is None else partial(_collate_dict, self.batch_keys)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+        )
 
     def train_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """Shuffled training batches."""
@@ -95,3 +107,8 @@ class TensorSplitDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader[tuple[Tensor, ...]]:
         """The test inputs in a fixed order."""
         return self.test_dataloader()
+
+
+def _collate_dict(keys: Sequence[str], samples: list[tuple[Tensor, ...]]) -> dict[str, Tensor]:
+    """Stack tuple samples into a dict batch with ``keys`` (picklable, so loader workers can use it)."""
+    return dict(zip(keys, default_collate(samples), strict=True))

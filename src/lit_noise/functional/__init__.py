@@ -1,5 +1,6 @@
 """Pure tensor maths behind lit_noise: no Lightning, explicit ``torch.Generator`` arguments."""
 
+from lit_noise.functional.embedding import neftune, neftune_padded
 from lit_noise.functional.mix import (
     MixParams,
     box_lam,
@@ -30,6 +31,7 @@ from lit_noise.functional.targets import (
     symmetric_flip,
     transition_flip,
 )
+from lit_noise.functional.tokens import substitute_candidates, token_drop, token_mask, token_substitute
 
 __all__ = [
     "MixParams",
@@ -44,6 +46,8 @@ __all__ = [
     "mask",
     "mix_batch",
     "mixup",
+    "neftune",
+    "neftune_padded",
     "one_hot_smooth",
     "pair_flip",
     "partner_index",
@@ -53,7 +57,11 @@ __all__ = [
     "smooth_one_hot",
     "snr",
     "speckle",
+    "substitute_candidates",
     "symmetric_flip",
+    "token_drop",
+    "token_mask",
+    "token_substitute",
     "transition_flip",
     "uniform",
 ]

@@ -27,6 +27,7 @@ from lit_noise.metrics.functional import (
     plot_reliability_diagram,
     reliability_diagram,
 )
+from lit_noise.metrics.temperature import fit_temperature
 
 __all__ = [
     "AdaptiveCalibrationError",
@@ -37,6 +38,7 @@ __all__ = [
     "adaptive_calibration_error",
     "brier_score",
     "calibration_error",
+    "fit_temperature",
     "negative_log_likelihood",
     "plot_reliability_diagram",
     "reliability_diagram",
