@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,25 @@ def make_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
         return quiet_trainer(**{"default_root_dir": str(tmp_path), **overrides})
 
     return factory
+
+
+class _RankZeroRecords(logging.Handler):
+    """Collects what Lightning's ``rank_zero_info`` logs (its logger does not propagate to root)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def rank_zero_records() -> Any:
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    handler, level = _RankZeroRecords(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -164,7 +164,7 @@ def test_main_lists_the_options_of_a_group(monkeypatch, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "'inptu'" in err
-    assert "gradient, input, layers, none, target, weight" in err
+    assert "(activation, gradient, input, layers, neftune, none, target, token_drop, token_mask," in err
 
 
 def test_the_cli_runs_quietly(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import inspect
-import logging
+import json
 import sys
 from pathlib import Path
 
@@ -148,10 +148,9 @@ def test_no_decision_in_the_sanity_check_or_in_validate(tmp_path):
     assert len(control.history) == 2
 
 
-def test_a_console_line_per_change(caplog):
-    with caplog.at_level(logging.INFO):
-        fit([InputNoise(Gaussian(std=0.1)), controller(verbose=True)], epochs=4)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("NoiseController")]
+def test_a_console_line_per_change(rank_zero_records):
+    fit([InputNoise(Gaussian(std=0.1)), controller(verbose=True)], epochs=4)
+    lines = [m for m in rank_zero_records.messages if m.startswith("NoiseController")]
     assert lines == [
         "NoiseController: epoch 0: val/acc 0.8 (reference 0.8): scale 0 -> 1 (warm-up done)",
         "NoiseController: epoch 3: val/acc 0.65 (reference 0.8): scale 1 -> 0.5 (below reference)",
@@ -320,6 +319,22 @@ def test_the_adaptive_preset_composes_and_runs(tmp_path):
     assert result.metrics["noise/controller/scale"] == 1.0  # after the warm-up epoch and a cooldown
     assert result.metrics["noise/controller/input/std"] == 2.0
     assert sorted(p.name for p in (tmp_path / "figures" / "noise" / "controller" / "history").glob("*"))
+    # results.json keeps the whole fit's decisions (read before any checkpoint is evaluated) ...
+    record = json.loads((tmp_path / "results.json").read_text())["controllers"]["callbacks.noise_controller"]
+    assert [(h["epoch"], h["scale"], h["decision"], h["new_scale"]) for h in record["history"]] == [
+        (0, 0.0, 1, 1.0),  # the clean warm-up epoch, then the noise at full scale
+        (1, 1.0, 0, 1.0),  # cooldown
+    ]
+    assert record["final_scale"] == 1.0
+    assert record["targets"] == {"input": 1.0}
+    assert record["monitor"] == "val/acc"
+    # ... and the sweep report shows them.
+    from lit_noise.cli.report import write_report
+
+    report = write_report(tmp_path).read_text()
+    assert "## Noise controller" in report
+    assert "| 1 | `callbacks.noise_controller` | 2 | 0 | 1 | 1 |" in report
+    assert (tmp_path / "report" / "controller.png").stat().st_size > 0
 
 
 def test_figures_need_matplotlib(monkeypatch):

@@ -197,6 +197,7 @@ def test_a_csv_logger_beside_wandb_gets_the_files_and_wandb_the_media(tmp_path: 
     assert not (tmp_path / "root" / "figures").exists()
 
 
+@pytest.mark.slow  # 8 s: a fresh interpreter imports torch, Lightning and matplotlib
 def test_wandb_is_not_imported_without_a_wandb_logger(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -442,28 +441,6 @@ def test_sanity_check_errors_show_the_model_output_of_the_whole_batch(
 
 
 # ------------------------------------------------------------------------------------------ defaults and cost
-
-
-class _RankZeroRecords(logging.Handler):
-    """Collects what Lightning's ``rank_zero_info`` logs (its logger does not propagate to root)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def rank_zero_records() -> Any:
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    handler, level = _RankZeroRecords(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_quick_suite_by_default_and_full_suite_one_argument_away(trained: Classifier) -> None:

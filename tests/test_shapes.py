@@ -93,6 +93,7 @@ def test_datamodule_bad_arguments(argument: str, value: object) -> None:
         make_shapes(0)
 
 
+@pytest.mark.slow  # 6 s: five epochs of the CNN
 def test_the_example_cnn_learns_the_shapes_in_a_few_epochs(make_trainer: Callable[..., pl.Trainer]) -> None:
     pl.seed_everything(0, verbose=False)
     dm = ShapesDataModule(batch_size=32, train_size=2000, val_size=500)

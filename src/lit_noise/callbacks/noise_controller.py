@@ -23,10 +23,12 @@ from lit_noise.data.mixup import MixupDataModule
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import NoiseLayer
 
-__all__ = ["NoiseController"]
+__all__ = ["HISTORY_FIELDS", "NoiseController"]
 
 _OWNER = "NoiseController"
 _PREFIX = "noise/controller"
+#: The fields of a :attr:`NoiseController.history` row.
+HISTORY_FIELDS = ("epoch", "scale", "clean", "robust", "decision", "new_scale")
 
 #: A knob: the key it is logged and remembered under, and the object whose ``scale`` it sets.
 _Knob = tuple[str, Any]
@@ -251,7 +253,7 @@ class NoiseController(Callback):
 
     @property
     def history(self) -> list[tuple[int, float, float, float | None, int, float]]:
-        """One row per decision: (epoch, scale trained with, clean, robust, code, new scale)."""
+        """One row per decision: epoch, scale trained with, clean, robust, code, new scale."""
         return self.control.state.history
 
     def targets_scales(self) -> dict[str, float]:

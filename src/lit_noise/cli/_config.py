@@ -29,7 +29,11 @@ APP = "lit-noise-train"
 CALLBACK_GROUPS = ("noise", "monitor")
 
 REDACTED = "***"
-_SECRET_NAME = re.compile(r"api[_-]?key|token|secret|passw(or)?d|credential|private[_-]?key", re.IGNORECASE)
+# "token" only as the name's last word (`token`, `hf_token`, `HF_TOKEN`), so that the token noises'
+# configs (`token_mask`, `tokens`) are not taken for secrets.
+_SECRET_NAME = re.compile(
+    r"api[_-]?key|(^|[_.-])tokens?$|secret|passw(or)?d|credential|private[_-]?key", re.IGNORECASE
+)
 
 
 def _is_callback_config(node: Any) -> bool:
@@ -109,14 +113,16 @@ def _secret_values(environ: Mapping[str, str]) -> list[str]:
 def scrub(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """``value`` (plain containers) with secrets replaced by ``"***"``.
 
-    A value is secret when its key looks like one (``api_key``, ``token``, ``password``, ...) or
-    when it contains the value of an environment variable whose name looks like one
-    (``WANDB_API_KEY``, ``HF_TOKEN``, ...).
+    A value is secret when its key looks like one (``api_key``, ``token``, ``hf_token``,
+    ``password``, ...; not ``token_mask``) or when it contains the value of an environment variable
+    whose name looks like one (``WANDB_API_KEY``, ``HF_TOKEN``, ...).
 
     Example:
         >>> scrub({"api_key": "abc", "url": "https://x?k=s3cr3t-value", "n": 1},
         ...       {"MY_TOKEN": "s3cr3t-value"})
         {'api_key': '***', 'url': 'https://x?k=***', 'n': 1}
+        >>> scrub({"hf_token": "abc", "token_mask": {"p": 0.1}}, {})
+        {'hf_token': '***', 'token_mask': {'p': 0.1}}
     """
     secrets = _secret_values(os.environ if environ is None else environ)
 
@@ -175,7 +181,7 @@ def check_group_options(overrides: Sequence[str], conf_dir: Path) -> None:
         ...     check_group_options(["noise=[inptu]"], conf)
         ... except ConfigurationError as err:
         ...     print(err)
-        lit-noise-train: `noise` must name options of the config group noise (gradient, ...), got 'inptu'.
+        lit-noise-train: `noise` must name options of the config group noise (activation, ...), got 'inptu'.
     """
     items = [item for item in overrides if "=" in item and not item.startswith("-")]
     if any(item.lstrip("+").startswith("hydra.searchpath") for item in items):

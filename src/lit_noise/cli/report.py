@@ -19,7 +19,7 @@ from lit_noise._optional import require
 from lit_noise.cli.results import RESULTS_FILE, read_results
 from lit_noise.errors import ConfigurationError
 
-__all__ = ["Job", "load_jobs", "main", "severity_curve", "sort_jobs", "write_report"]
+__all__ = ["Job", "controller_histories", "load_jobs", "main", "severity_curve", "sort_jobs", "write_report"]
 
 _SEVERITY_KEY = re.compile(r"^val/robust/(?P<corruption>[^/]+)/s(?P<severity>\d+)/acc$")
 _LOWER_IS_BETTER = re.compile(r"ece|nll|loss|brier|error|mce", re.IGNORECASE)
@@ -130,6 +130,16 @@ def _table(jobs: Sequence[Job]) -> list[str]:
     return rows
 
 
+def _short(label: str, width: int = 48) -> str:
+    """``label`` cut to ``width`` characters (an ellipsis at the end when cut).
+
+    Example:
+        >>> _short("noise.std=0.1 trainer.max_epochs=5", 16)
+        'noise.std=0.1 t…'
+    """
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def _figures(jobs: Sequence[Job], out: Path) -> list[tuple[str, str]]:
     require("matplotlib", "lit-noise-report", "its figures")
     from lit_noise.reporting import new_figure
@@ -139,10 +149,10 @@ def _figures(jobs: Sequence[Job], out: Path) -> list[tuple[str, str]]:
 
     figure = new_figure(7, 4.5)
     axes = figure.add_subplot()
-    for job in done:
+    for row, job in enumerate(done, 1):
         severities, accuracies = severity_curve(job.metrics)
-        if severities:
-            axes.plot(severities, accuracies, marker="o", label=job.label)
+        if severities:  # the table row and the overrides, shortened: a long legend would squash the axes
+            axes.plot(severities, accuracies, marker="o", label=f"{row}: {_short(job.label)}")
     axes.set(xlabel="test-time corruption severity (0 = clean)", ylabel="accuracy (mean over corruptions)")
     axes.set_title("Accuracy versus corruption severity")
     axes.legend(fontsize="x-small")
@@ -172,6 +182,57 @@ def _figures(jobs: Sequence[Job], out: Path) -> list[tuple[str, str]]:
     return figures
 
 
+def controller_histories(job: Job) -> dict[str, list[dict[str, Any]]]:
+    """The decisions of each noise controller of ``job`` (from ``results.json``), by config key.
+
+    Example:
+        >>> job = Job(Path("."), {"controllers": {"callbacks.noise_controller": {"history": [
+        ...     {"epoch": 0, "scale": 0.0, "clean": 0.9, "robust": None, "decision": 1, "new_scale": 1.0}]}}})
+        >>> controller_histories(job)["callbacks.noise_controller"][0]["new_scale"]
+        1.0
+    """
+    records = job.data.get("controllers") or {}
+    return {str(key): list(record.get("history") or []) for key, record in records.items()}
+
+
+def _controller_section(jobs: Sequence[Job], out: Path) -> list[str]:
+    """A table and a figure of the noise controllers' decisions (nothing when no job had one)."""
+    rows = [
+        (row, key, history)
+        for row, job in enumerate(jobs, 1)
+        for key, history in controller_histories(job).items()
+        if history
+    ]
+    if not rows:
+        return []
+    from lit_noise.reporting import new_figure
+
+    lines = [
+        "## Noise controller",
+        "",
+        "Each controller's scale (the multiplier on its noise sources' strengths) over the fit.",
+        "",
+        "| # | controller | validations | decreases | increases | final scale |",
+        "|---|---|---|---|---|---|",
+    ]
+    figure = new_figure(8, 4)
+    scale_axes, clean_axes = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    for row, key, history in rows:
+        codes = [int(h.get("decision") or 0) for h in history]
+        final = float(history[-1].get("new_scale") or 0.0)
+        lines.append(
+            f"| {row} | `{key}` | {len(history)} | {codes.count(-1)} | {codes.count(1)} | {final:.4g} |"
+        )
+        epochs = [int(h["epoch"]) for h in history]
+        scale_axes.step(epochs, [float(h["new_scale"]) for h in history], where="post", label=str(row))
+        clean_axes.plot(epochs, [float(h["clean"]) for h in history], marker="o", label=str(row))
+    scale_axes.set(xlabel="epoch", ylabel="scale after the decision", title="Controller scale")
+    clean_axes.set(xlabel="epoch", ylabel="monitored clean metric", title="What it watched")
+    scale_axes.legend(fontsize="x-small", title="job")
+    figure.savefig(out / "controller.png", dpi=100)
+    return [*lines, "", "![Noise controller](controller.png)", ""]
+
+
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md`` and its PNG figures for the jobs under ``directory``; return its path."""
     jobs = sort_jobs(load_jobs(directory))
@@ -188,6 +249,7 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     ]
     for title, name in _figures(in_table_order, target):
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    lines += _controller_section(in_table_order, target)
     runs = [run for job in jobs for run in job.data.get("wandb_runs") or []]
     if runs:
         lines += ["## W&B runs", "", "Offline runs (upload with `wandb sync <dir>`):", ""]

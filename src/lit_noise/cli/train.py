@@ -18,7 +18,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +37,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from lit_noise.callbacks.noise_controller import HISTORY_FIELDS, NoiseController
 from lit_noise.cli._config import APP, callback_configs, check_group_options, flatten, scrub
 from lit_noise.cli._wandb import JobInfo, finish_runs, prepare_wandb_configs, run_dirs
 from lit_noise.cli.results import package_versions, write_results
@@ -224,6 +225,7 @@ def run(cfg: DictConfig) -> TrainResult:
     metrics: dict[str, float] = {}
     best: str | None = None
     last: str | None = None
+    controllers: dict[str, Any] = {}
     try:
         _check(cfg)
         callback_nodes = callback_configs(cfg)
@@ -253,8 +255,9 @@ def run(cfg: DictConfig) -> TrainResult:
             if cfg.get("train", True):
                 trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
                 metrics.update(_scalars(trainer.callback_metrics))
-                # Read now: evaluating a checkpoint restores the ModelCheckpoint state saved in it.
+                # Read now: evaluating a checkpoint restores the callback states saved in it.
                 best, last = _checkpoint_paths(trainer)
+                controllers = _controller_records(callback_nodes, callbacks)
             else:
                 best = ckpt_path
             if cfg.get("test", True):
@@ -286,6 +289,7 @@ def run(cfg: DictConfig) -> TrainResult:
                     "checkpoint": best,
                     "last_checkpoint": last,
                     "wandb_runs": wandb_dirs,
+                    "controllers": controllers,
                     "wall_time_s": time.perf_counter() - start,
                     "versions": package_versions(),
                     "config": _resolved(cfg, safe=True),
@@ -324,6 +328,21 @@ def _checkpoint_paths(trainer: pl.Trainer) -> tuple[str | None, str | None]:
     best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
     last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
     return (str(best) if best else None), (str(last) if last else None)
+
+
+def _controller_records(nodes: Mapping[str, Any], callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """Each NoiseController's decisions over the whole fit, by its config key (for the report)."""
+    records: dict[str, Any] = {}
+    for key, callback in zip(nodes, callbacks, strict=False):
+        if isinstance(callback, NoiseController):
+            records[key] = {
+                "monitor": callback.monitor,
+                "robust_monitor": callback.robust_monitor,
+                "final_scale": callback.scale,
+                "targets": callback.targets_scales(),
+                "history": [dict(zip(HISTORY_FIELDS, row, strict=True)) for row in callback.history],
+            }
+    return records
 
 
 def _drop_unset_wandb_arguments(loggers: list[Logger]) -> None:
