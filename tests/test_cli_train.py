@@ -187,5 +187,7 @@ def test_the_cli_runs_quietly(tmp_path):
     assert "val/robust/mean_acc=" in text
     assert str(results.parent) in text
     assert "Traceback" not in text
+    assert "GPU available" not in text  # Lightning's banner and tips stay quiet ...
+    assert "RobustnessMonitor: 8 corrupted copies" in text  # ... lit_noise's own lines are shown
     assert "Warning" not in text
     assert "warn" not in text.lower()
