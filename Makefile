@@ -10,7 +10,7 @@ PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_FLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train report demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
+.PHONY: help install train adaptive report demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ train: $(STAMP) ## Main job: the noise sweep (Hydra multirun, W&B offline runs),
 	$(BIN)/lit-noise-train experiment=noise_sweep hydra.sweep.dir=$$dir $(ARGS) && \
 	$(BIN)/lit-noise-report $$dir && \
 	echo "W&B offline runs: $$dir/*/wandb/offline-run-* (upload: $(BIN)/wandb sync <run dir>)"
+
+adaptive: $(STAMP) ## One run: the noise controller pulls input noise std 2.0 back (W&B offline), then its report
+	@dir=$${RUN_DIR:-logs/adaptive/runs/$$(date +%Y-%m-%d_%H-%M-%S)}; \
+	$(BIN)/lit-noise-train experiment=adaptive hydra.run.dir=$$dir $(ARGS) && \
+	$(BIN)/lit-noise-report $$dir
 
 report: $(STAMP) ## Report of a sweep: make report DIR=logs/noise_sweep/multiruns/<date>
 	$(BIN)/lit-noise-report $(DIR)

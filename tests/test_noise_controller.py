@@ -333,7 +333,7 @@ def test_the_adaptive_preset_composes_and_runs(tmp_path):
 
     report = write_report(tmp_path).read_text()
     assert "## Noise controller" in report
-    assert "| 1 | `callbacks.noise_controller` | 2 | 0 | 1 | 1 |" in report
+    assert "| 1 | `callbacks.noise_controller` | 2 | 0 | 1 | 1 |" in report  # down, up, final scale
     assert (tmp_path / "report" / "controller.png").stat().st_size > 0
 
 
@@ -401,3 +401,31 @@ def test_settings_logged_as_hyperparameters(scripted):
     assert controller_settings["lit_noise/controller/decrease"] == 0.5
     assert controller_settings["lit_noise/controller/warmup"] == 1
     assert len(controller_settings) == 1 + len(inspect.signature(NoiseController).parameters)
+
+
+@pytest.mark.slow  # a W&B offline run and wandb's reader: about 15 s
+def test_the_adaptive_preset_in_wandb(tmp_path, monkeypatch):
+    from _cli import TINY, compose_train, lit_noise_configs, wandb_summary
+    from lit_noise.cli.train import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    with lit_noise_configs():
+        cfg = compose_train(
+            tmp_path, ["experiment=adaptive", *TINY, "trainer.max_epochs=2", "logger=wandb", "test=false"]
+        )
+        result = run(cfg)
+    (run_dir,) = result.wandb_runs
+    summary = wandb_summary(run_dir)
+    assert summary["state"] == "finished"
+    # The last decision's values, as the console and results.json have them: warm-up, then scale 1.
+    assert summary["summary"]["noise/controller/scale"] == 1.0
+    assert summary["summary"]["noise/controller/input/std"] == 2.0
+    assert summary["summary"]["noise/controller/decision"] == 0
+    assert summary["config"]["lit_noise/controller/monitor"] == "val/acc"
+    assert summary["config"]["callbacks.noise_controller.robust_monitor"] == "val/robust/mean_acc"
+    # The history figure went to W&B as media.
+    media = list(Path(run_dir).rglob("media/images/noise/controller/history*"))
+    assert media, sorted(str(p.relative_to(run_dir)) for p in Path(run_dir).rglob("media/**/*"))

@@ -212,7 +212,8 @@ def _controller_section(jobs: Sequence[Job], out: Path) -> list[str]:
         "",
         "Each controller's scale (the multiplier on its noise sources' strengths) over the fit.",
         "",
-        "| # | controller | validations | decreases | increases | final scale |",
+        "| # | controller | validations | down (probes included) | up (warm-up end, reverted probes"
+        " included) | final scale |",
         "|---|---|---|---|---|---|",
     ]
     figure = new_figure(8, 4)
@@ -224,9 +225,9 @@ def _controller_section(jobs: Sequence[Job], out: Path) -> list[str]:
             f"| {row} | `{key}` | {len(history)} | {codes.count(-1)} | {codes.count(1)} | {final:.4g} |"
         )
         epochs = [int(h["epoch"]) for h in history]
-        scale_axes.step(epochs, [float(h["new_scale"]) for h in history], where="post", label=str(row))
+        scale_axes.step(epochs, [float(h["scale"]) for h in history], where="post", label=str(row))
         clean_axes.plot(epochs, [float(h["clean"]) for h in history], marker="o", label=str(row))
-    scale_axes.set(xlabel="epoch", ylabel="scale after the decision", title="Controller scale")
+    scale_axes.set(xlabel="epoch", ylabel="scale the epoch trained with", title="Controller scale")
     clean_axes.set(xlabel="epoch", ylabel="monitored clean metric", title="What it watched")
     scale_axes.legend(fontsize="x-small", title="job")
     figure.savefig(out / "controller.png", dpi=100)
