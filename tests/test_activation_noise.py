@@ -390,6 +390,24 @@ def test_mask_problems_are_clear_errors() -> None:
         fit(ActivationNoise(["embedding", "head"], Gaussian(std=0.1), mask_key="attention_mask"))
 
 
+class AdditiveMask(TokenDataModule):
+    """Hands out an additive float mask (0 real, -inf padding), as some attention code wants."""
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        mask = batch["attention_mask"]
+        additive = torch.zeros(mask.shape).masked_fill(mask == 0, float("-inf"))
+        return {**batch, "attention_mask": additive}
+
+
+def test_a_float_mask_is_refused_not_read_the_wrong_way_round() -> None:
+    callback = ActivationNoise("embedding", NEFTune(alpha=ALPHA), mask_key="attention_mask")
+    trainer = quiet_trainer(callbacks=[callback], limit_train_batches=1, limit_val_batches=0)
+    with pytest.raises(
+        ConfigurationError, match=r"`mask_key` 'attention_mask' must address a boolean or 0/1"
+    ):
+        trainer.fit(Recorder(), AdditiveMask())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

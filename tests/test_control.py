@@ -237,9 +237,17 @@ def test_state_from_an_older_checkpoint_gets_defaults():
         ({"gap": -0.1}, r"`gap` must be >= 0, got -0.1"),
         ({"warmup": -1}, r"`warmup` must be an integer >= 0, got -1"),
         ({"reference": "high"}, r"`reference` must be a finite number, got 'high'"),
-        ({"scale": 5.0}, r"`scale` must be >= 0 and <= 4, got 5.0"),
+        ({"scale": -1.0}, r"`scale` must be >= 0, got -1.0"),
     ],
 )
 def test_bad_arguments(kwargs, pattern):
     with pytest.raises(ConfigurationError, match=r"^ScaleControl: " + pattern):
         ScaleControl(**kwargs)
+
+
+def test_the_starting_scale_is_clipped_into_the_bounds():
+    # NoiseController has no `scale` argument: its start (1) must fit any bounds it is given.
+    assert ScaleControl(max_scale=0.5, warmup=0).state.scale == 0.5
+    assert ScaleControl(min_scale=2.0, warmup=0).state.scale == 2.0
+    assert ScaleControl(scale=5.0, warmup=0).state.scale == 4.0
+    assert ScaleControl(max_scale=0.5).start == 0.5  # after the warm-up

@@ -429,3 +429,76 @@ def test_the_adaptive_preset_in_wandb(tmp_path, monkeypatch):
     # The history figure went to W&B as media.
     media = list(Path(run_dir).rglob("media/images/noise/controller/history*"))
     assert media, sorted(str(p.relative_to(run_dir)) for p in Path(run_dir).rglob("media/**/*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"limit_val_batches": 0}, "`limit_val_batches` is 0"),
+        (
+            {"check_val_every_n_epoch": 3},
+            r"`check_val_every_n_epoch` \(3\) is larger than `max_epochs` \(2\)",
+        ),
+    ],
+)
+def test_a_fit_that_never_validates_is_refused_before_training(overrides, match):
+    noise = InputNoise(Gaussian(std=0.1))
+    settings = {"max_epochs": 2, "limit_train_batches": 2, "callbacks": [noise, controller()], **overrides}
+    with pytest.raises(
+        ConfigurationError, match=f"NoiseController decides after each validation, but {match}"
+    ):
+        quiet_trainer(**settings).fit(Scripted(), DigitsDataModule(batch_size=16))
+    assert noise.scale == 1.0  # the warm-up's scale 0 was never applied
+
+
+def test_a_fit_that_ends_in_the_warm_up_warns():
+    noise = InputNoise(Gaussian(std=0.1))
+    with pytest.warns(UserWarning, match=r"fitting ended during the clean warm-up \(1 more validation"):
+        fit([noise, controller(warmup=2)], epochs=1)
+
+
+def test_an_exception_gives_the_sources_their_scales_back():
+    class Boom(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            raise RuntimeError("boom")
+
+    noise = InputNoise(Gaussian(std=0.1), scale=0.7)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit([noise, controller(), Boom()], epochs=2)  # the warm-up had set the scale to 0
+    assert noise.scale == 0.7
+
+
+class EveryOther(Scripted):
+    """Logs the robust metric at epochs 0, 2, 4 only (a monitor with every_n_epochs=2)."""
+
+    every_n_epochs = 2
+
+    def validation_step(self, batch, batch_idx):
+        epoch = self.current_epoch if not self.trainer.sanity_checking else 0
+        self.log("val/acc", CLEAN[epoch])
+        if epoch % 2 == 0:
+            self.log("val/robust", ROBUST[epoch])
+
+
+class EveryNEpochs(Callback):
+    every_n_epochs = 2
+
+
+def test_a_robust_metric_logged_every_other_validation_is_read_only_when_fresh():
+    control = controller()
+    fit([InputNoise(Gaussian(std=0.1)), control, EveryNEpochs()], epochs=5, model=EveryOther())
+    # Lightning keeps the last value in callback_metrics; the controller reads it only when new.
+    assert [row[3] for row in control.history] == pytest.approx([ROBUST[0], None, ROBUST[2], None, ROBUST[4]])
+
+
+def test_a_robust_metric_first_logged_at_a_later_validation_is_no_error():
+    class FromEpochOne(Scripted):
+        def validation_step(self, batch, batch_idx):
+            epoch = self.current_epoch if not self.trainer.sanity_checking else 0
+            self.log("val/acc", CLEAN[epoch])
+            if epoch % 2 == 1:
+                self.log("val/robust", ROBUST[epoch])
+
+    control = controller()
+    fit([InputNoise(Gaussian(std=0.1)), control, EveryNEpochs()], epochs=3, model=FromEpochOne())
+    assert [row[3] for row in control.history] == pytest.approx([None, ROBUST[1], None])

@@ -326,6 +326,22 @@ def test_a_checkpoint_saved_during_fit_gets_a_temperature_fitted_for_its_own_wei
     torch.testing.assert_close(logits, _raw_logits(loaded, x) / scaling.temperature)
 
 
+def test_fitting_for_a_loaded_checkpoint_respects_limit_val_batches(fitted: Fitted) -> None:
+    path = Path(fitted.checkpoint.last_model_path)
+    scaling = TemperatureScaling()
+    saver = ModelCheckpoint(dirpath=fitted.checkpoint.dirpath)  # the checkpoint's other callback
+    trainer = quiet_trainer(
+        limit_test_batches=1, limit_val_batches=1, enable_checkpointing=True, callbacks=[scaling, saver]
+    )
+    trainer.test(OverConfident(), fitted.data, ckpt_path=str(path), verbose=False)
+    loaded = OverConfident()
+    loaded.load_state_dict(torch.load(path, weights_only=False)["state_dict"])
+    x_val, y_val = _inputs("val", 1)
+    assert scaling.num_samples == BATCH
+    expected = _scipy_temperature(_raw_logits(loaded, x_val).double().numpy(), y_val.numpy())
+    assert scaling.temperature == pytest.approx(expected, rel=1e-4)
+
+
 def test_a_checkpoint_saved_during_fit_applies_no_temperature_and_warns_without_fit_missing(
     fitted: Fitted,
 ) -> None:

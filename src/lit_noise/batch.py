@@ -10,7 +10,7 @@ from torch import Tensor
 from lit_noise._validation import fail
 from lit_noise.errors import ConfigurationError
 
-__all__ = ["BatchKey", "KeyPath", "normalize_key", "read", "write"]
+__all__ = ["BatchKey", "KeyPath", "normalize_key", "read", "read_mask", "write"]
 
 #: An index (list batches), a key (dict batches), a path of those, a dotted string, or None.
 BatchKey = Union[int, str, Sequence[Union[int, str]], None]
@@ -151,3 +151,25 @@ def write(batch: Any, path: Sequence[int | str] | None, value: Tensor, owner: st
         " or dict: torch's default collate turns tuple samples into lists; a custom collate_fn"
         " should return a list or dict."
     )
+
+
+def read_mask(batch: Any, path: tuple[int | str, ...] | None, owner: str, mask_key: BatchKey) -> Tensor:
+    """The attention mask at ``path`` of ``batch``, checked to be boolean or 0/1 integers (1 = real token).
+
+    Raises:
+        ConfigurationError: a float or complex mask, whose additive 0 / -inf form would be read
+            the wrong way round.
+
+    Example:
+        >>> import torch
+        >>> read_mask({"mask": torch.tensor([[1, 0]])}, ("mask",), "InputNoise", "mask").tolist()
+        [[1, 0]]
+    """
+    mask = read(batch, path, owner)
+    if mask.is_floating_point() or mask.is_complex():
+        raise ConfigurationError(
+            f"{owner}: `mask_key` {mask_key!r} must address a boolean or 0/1 integer mask (1 = real"
+            f" token), got dtype {mask.dtype}; an additive float mask (0 / -inf) would be read the wrong"
+            " way round."
+        )
+    return mask

@@ -142,7 +142,7 @@ class ScaleControl:
         max_scale: highest scale (>= ``min_scale``).
         reference: a fixed reference for the clean metric; ``None``: estimated (best so far).
         gap: the clean-minus-robust gap above which the scale may rise (>= 0); ``None``: rule off.
-        scale: the starting scale (after the warm-up), inside the bounds.
+        scale: the starting scale (after the warm-up), clipped into ``[min_scale, max_scale]``.
         warmup: clean validations at the start (scale 0, whatever ``min_scale``); ``None``: 1
             without ``reference``, 0 with one.
         owner: the class named in error messages.
@@ -183,7 +183,8 @@ class ScaleControl:
             raise fail(owner, "min_scale", min_scale, f"<= `max_scale` ({max_scale!r})")
         self.reference = None if reference is None else check_number(owner, "reference", reference)
         self.gap = None if gap is None else check_range(owner, "gap", gap, 0.0)
-        self.start = check_range(owner, "scale", scale, self.min_scale, self.max_scale)
+        # The starting scale (1 unless given) clipped into the bounds: `max_scale=0.5` starts at 0.5.
+        self.start = min(max(check_range(owner, "scale", scale, 0.0), self.min_scale), self.max_scale)
         if warmup is None:
             warmup = 1 if self.reference is None else 0
         self.warmup = check_int(owner, "warmup", warmup, 0)

@@ -14,7 +14,7 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from lit_noise._validation import fail
-from lit_noise.batch import BatchKey, normalize_key, read
+from lit_noise.batch import BatchKey, normalize_key, read_mask
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.params import _matcher, normalize_patterns
@@ -293,7 +293,7 @@ class ActivationNoise(NoiseCallback):
             self._log(trainer, pl_module, params)
         mask = None
         if self._mask_path is not None:
-            mask = read(batch, self._mask_path, "ActivationNoise") != 0
+            mask = read_mask(batch, self._mask_path, "ActivationNoise", self.mask_key) != 0
         self._window = _Window(self, trainer, batch_idx, params, mask)
         window = self._window
         self._handles = [

@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from lit_noise import functional as LF
 from lit_noise._validation import check_number, fail
-from lit_noise.batch import BatchKey, normalize_key, read, write
+from lit_noise.batch import BatchKey, normalize_key, read, read_mask, write
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
@@ -212,13 +212,7 @@ class BatchNoise(NoiseCallback):
 
     def _read_mask(self, batch: Any, clean: Tensor) -> Tensor:
         """The mask at ``mask_key``, checked to be 0/1 or boolean with the leading shape of ``clean``."""
-        mask = read(batch, self._mask_path, self._owner)
-        if mask.is_floating_point() or mask.is_complex():
-            raise ConfigurationError(
-                f"{self._owner}: `mask_key` {self.mask_key!r} must address a boolean or 0/1 integer mask"
-                f" (1 = real token), got dtype {mask.dtype}; an additive float mask (0 / -inf) would be"
-                " read the wrong way round."
-            )
+        mask = read_mask(batch, self._mask_path, self._owner, self.mask_key)
         if mask.ndim > clean.ndim or tuple(mask.shape) != tuple(clean.shape[: mask.ndim]):
             raise ConfigurationError(
                 f"{self._owner}: the mask at `mask_key` {self.mask_key!r} must have the leading shape of"

@@ -15,6 +15,7 @@ from lit_noise.errors import ConfigurationError
 from lit_noise.soft_labels import SoftLabels
 
 __all__ = [
+    "require_validation",
     "ForwardFn",
     "check_classification",
     "check_forward_fn",
@@ -235,3 +236,30 @@ def check_training_targets(owner: str, batch: Any, target_path: tuple[int | str,
         return
     if regression_targets(target):
         check_classification(owner, None, target)
+
+
+def require_validation(trainer: Any, pl_module: nn.Module, owner: str, why: str, runs: bool = True) -> None:
+    """Raise :class:`ConfigurationError` (in ``on_fit_start``) when the fit has no validation to offer.
+
+    ``why`` says what the callback needs validation for. There is none when ``limit_val_batches``
+    is 0, no validation dataloader is given or the module has no ``validation_step``; with
+    ``runs`` (the callback acts at validations, not only on the validation data), also when
+    ``check_val_every_n_epoch`` is larger than ``max_epochs``.
+    """
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    missing = []
+    if trainer.limit_val_batches == 0:
+        missing.append("`limit_val_batches` is 0")
+    if not trainer.fit_loop.epoch_loop.val_loop._data_source.is_defined():
+        missing.append("no `val_dataloader` is given (DataModule, module or `val_dataloaders`)")
+    if not is_overridden("validation_step", pl_module):
+        missing.append(f"{type(pl_module).__name__} has no `validation_step`")
+    every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs
+    if runs and every is not None and epochs is not None and 0 < epochs < every and trainer.max_steps == -1:
+        missing.append(f"`check_val_every_n_epoch` ({every}) is larger than `max_epochs` ({epochs})")
+    if missing:
+        raise ConfigurationError(
+            f"{owner} {why}, but " + "; ".join(missing) + ". Give the Trainer validation data, or leave"
+            " the callback out."
+        )

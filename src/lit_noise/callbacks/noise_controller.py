@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lit_noise import reporting
@@ -18,6 +18,7 @@ from lit_noise._settings import constructor_settings, log_settings
 from lit_noise._validation import fail
 from lit_noise.callbacks.base import NoiseCallback, training_clock
 from lit_noise.callbacks.layer_schedule import NoiseLayerSchedule
+from lit_noise.callbacks.monitoring import require_validation
 from lit_noise.control import ControlState, Decision, ScaleControl
 from lit_noise.data.mixup import MixupDataModule
 from lit_noise.errors import ConfigurationError
@@ -74,6 +75,12 @@ def find_sources(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str
                 )
             sources["layers"] = layers
     return sources
+
+
+def _may_skip_epochs(trainer: pl.Trainer) -> bool:
+    """Whether a callback of the fit evaluates only every n-th validation (``every_n_epochs`` > 1)."""
+    callbacks: list[Callback] = trainer.callbacks  # type: ignore[attr-defined]
+    return any(int(getattr(cb, "every_n_epochs", 1) or 1) > 1 for cb in callbacks)
 
 
 class NoiseController(Callback):
@@ -155,11 +162,20 @@ class NoiseController(Callback):
             ``plots`` extra).
         figure_every_validation: with ``log_figures``, also log it after every validation.
 
+    A fit that ends during the clean warm-up warns that its sources trained without noise; when
+    fitting raises, the sources get back the scales they had before the controller took them
+    over. With a callback that evaluates only every n-th validation (a RobustnessMonitor's
+    ``every_n_epochs > 1``), the robust metric is read when it was evaluated again (Lightning keeps
+    the last value otherwise; a value equal to the previous one counts as not evaluated) and may
+    first appear after the first validation.
+
     Raises:
         ConfigurationError: here for bad arguments; at fit start for a ``targets`` name that
-            matches no source (listing the sources) or a fit with no noise source at all; at the
-            first validation for a ``monitor`` or ``robust_monitor`` that is not logged (listing
-            the logged keys).
+            matches no source (listing the sources), a fit with no noise source at all, or a fit
+            that will not validate (``limit_val_batches=0``, no validation data or
+            ``validation_step``, ``check_val_every_n_epoch`` > ``max_epochs``), before any noise
+            changes; at the first validation for a ``monitor`` or ``robust_monitor`` that is not
+            logged (listing the logged keys).
 
     Example:
         >>> from lit_noise import Gaussian, InputNoise
@@ -240,6 +256,7 @@ class NoiseController(Callback):
         self.bases: dict[str, float] = {}
         self._knobs: list[_Knob] = []
         self._validated = False
+        self._last_robust: float | None = None
 
     @property
     @override
@@ -281,6 +298,8 @@ class NoiseController(Callback):
         self._knobs = [knob for name in names for knob in sources[name]]
         for key, knob in self._knobs:
             self.bases.setdefault(key, float(knob.scale))
+        require_validation(trainer, pl_module, _OWNER, "decides after each validation")
+        self._last_robust = None
         self._apply()
 
     def settings(self) -> dict[str, Any]:
@@ -308,9 +327,20 @@ class NoiseController(Callback):
         if key is None:
             return None
         value = trainer.callback_metrics.get(key)
+        if key != self.monitor and _may_skip_epochs(trainer):
+            # Lightning keeps a metric in callback_metrics until it is logged again, so the robust
+            # metric of a monitor that skips epochs (every_n_epochs > 1) is still there, unchanged,
+            # at the validations it skips: then a value equal to the last one read counts as not
+            # evaluated (for the rule an unchanged value is no improvement either way), and a
+            # metric not logged yet is no error.
+            current = None if value is None else float(value)
+            fresh = current is not None and current != self._last_robust
+            self._last_robust = current
+            if not fresh:
+                return None
+        elif value is None and self._validated and key != self.monitor:
+            return None
         if value is None:
-            if self._validated and key != self.monitor:
-                return None  # a robust metric skipped at this epoch
             logged = ", ".join(sorted(trainer.callback_metrics)) or "none"
             name = "monitor" if key == self.monitor else "robust_monitor"
             raise ConfigurationError(
@@ -364,6 +394,24 @@ class NoiseController(Callback):
                 f"{_OWNER}: epoch {trainer.current_epoch}: {self.monitor} {clean:.4g}{shown}:"
                 f" scale {previous:.4g} -> {decision.scale:.4g} ({decision.reason})"
             )
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.control.state.warmup > 0:
+            rank_zero_warn(
+                f"{_OWNER}: fitting ended during the clean warm-up ({self.control.state.warmup} more"
+                " validation(s) to go), so the noise sources trained without noise; validate more often"
+                " (`check_val_every_n_epoch`, `val_check_interval`), train longer, or give `reference=`.",
+                category=UserWarning,
+            )
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # The sources get back the scales they had before the controller took them over.
+        for key, knob in self._knobs:
+            knob.scale = self.bases.get(key, knob.scale)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

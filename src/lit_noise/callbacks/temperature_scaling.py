@@ -11,14 +11,18 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 from typing_extensions import override
 
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks.monitoring import ForwardFn, check_classification, check_forward_fn, eval_forward
-from lit_noise.errors import ConfigurationError
+from lit_noise.callbacks.monitoring import (
+    ForwardFn,
+    check_classification,
+    check_forward_fn,
+    eval_forward,
+    require_validation,
+)
 from lit_noise.metrics.functional import brier_score, calibration_error, hard_targets, negative_log_likelihood
 from lit_noise.metrics.temperature import TEMPERATURE_RANGE, fit_temperature
 
@@ -185,20 +189,13 @@ class TemperatureScaling(Callback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        source = trainer.fit_loop.epoch_loop.val_loop._data_source
-        missing = []
-        if trainer.limit_val_batches == 0:
-            missing.append("`limit_val_batches` is 0")
-        if not source.is_defined():
-            missing.append("no `val_dataloader` is given (DataModule, module or `val_dataloaders`)")
-        if not is_overridden("validation_step", pl_module):
-            missing.append(f"{type(pl_module).__name__} has no `validation_step`")
-        if missing:
-            raise ConfigurationError(
-                f"{type(self).__name__} fits the temperature on the validation data after training, but "
-                + "; ".join(missing)
-                + ". Give the Trainer validation data, or leave the callback out."
-            )
+        require_validation(
+            trainer,
+            pl_module,
+            type(self).__name__,
+            "fits the temperature on the validation data after training",
+            runs=False,  # it runs its own pass over the validation data
+        )
 
     # ---------------------------------------------------------------------------------------- fitting
 
@@ -223,7 +220,9 @@ class TemperatureScaling(Callback):
         """The validation logits ``(N, C)`` and class indices ``(N,)`` of this process."""
         owner = type(self).__name__
         flat = CombinedLoader(loaders, "sequential").flattened
-        limits = list(trainer.num_val_batches) or [float("inf")] * len(flat)
+        limits = list(trainer.num_val_batches) or [
+            _batch_limit(trainer.limit_val_batches, loader) for loader in flat
+        ]
         stage = trainer.state.stage
         trainer.state.stage = RunningStage.VALIDATING  # DataModule hooks see validation batches
         chunks: list[Tensor] = []
@@ -430,6 +429,23 @@ def _divided(forward: Callable[..., Any], temperature: float, owner: str, name: 
         )
 
     return scaled
+
+
+def _batch_limit(limit: int | float | None, loader: Any) -> float:
+    """How many batches of ``loader`` ``limit_val_batches`` allows (as Lightning counts them).
+
+    Example:
+        >>> _batch_limit(2, range(10)), _batch_limit(0.25, range(10)), _batch_limit(1.0, range(10))
+        (2, 2, inf)
+    """
+    if limit is None or (isinstance(limit, float) and limit >= 1.0):
+        return float("inf")
+    if isinstance(limit, int):
+        return limit
+    try:
+        return max(int(len(loader) * limit), 1)
+    except TypeError:  # an iterable without a length: as many as it yields
+        return float("inf")
 
 
 def _gather(trainer: pl.Trainer, values: Tensor) -> Tensor:

@@ -29,10 +29,12 @@ APP = "lit-noise-train"
 CALLBACK_GROUPS = ("noise", "monitor")
 
 REDACTED = "***"
-# "token" only as the name's last word (`token`, `hf_token`, `HF_TOKEN`), so that the token noises'
-# configs (`token_mask`, `tokens`) are not taken for secrets.
+# "token" only as a word of its own (`token`, `hf_token`, `HF_TOKEN`, `github_token_value`), not in
+# `tokens`, `max_tokens`, `tokenizer` or the token noises' configs (`token_mask`, `token_drop`).
 _SECRET_NAME = re.compile(
-    r"api[_-]?key|(^|[_.-])tokens?$|secret|passw(or)?d|credential|private[_-]?key", re.IGNORECASE
+    r"api[_-]?key|(?<![a-z])token(?![a-z])(?![_.-](mask|drop|substitute))|secret|passw(or)?d|credential"
+    r"|private[_-]?key",
+    re.IGNORECASE,
 )
 
 
@@ -121,8 +123,8 @@ def scrub(value: Any, environ: Mapping[str, str] | None = None) -> Any:
         >>> scrub({"api_key": "abc", "url": "https://x?k=s3cr3t-value", "n": 1},
         ...       {"MY_TOKEN": "s3cr3t-value"})
         {'api_key': '***', 'url': 'https://x?k=***', 'n': 1}
-        >>> scrub({"hf_token": "abc", "token_mask": {"p": 0.1}}, {})
-        {'hf_token': '***', 'token_mask': {'p': 0.1}}
+        >>> scrub({"hf_token": "abc", "token_mask": {"p": 0.1}, "max_tokens": 512}, {})
+        {'hf_token': '***', 'token_mask': {'p': 0.1}, 'max_tokens': 512}
     """
     secrets = _secret_values(os.environ if environ is None else environ)
 

@@ -50,8 +50,9 @@ def neftune(
     """
     if keep is None:
         return neftune_padded(x, alpha, generator)
-    lengths = keep.sum(dim=1, dtype=x.dtype)
+    # Lengths counted in at least float32: bf16 / fp16 cannot hold every integer above 256 / 2048.
+    lengths = keep.sum(dim=1, dtype=torch.promote_types(x.dtype, torch.float32))
     magnitude = torch.rsqrt(lengths.clamp_(min=1.0).mul_(x.shape[-1])).mul_(alpha)  # few small ops
     eps = torch.empty_like(x).uniform_(-1.0, 1.0, generator=generator)
-    noisy = torch.addcmul(x, eps, magnitude.view(-1, 1, 1))
+    noisy = torch.addcmul(x, eps, magnitude.to(x.dtype).view(-1, 1, 1))
     return torch.where(keep.unsqueeze(-1), noisy, x)
