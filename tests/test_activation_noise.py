@@ -215,6 +215,28 @@ def test_padding_from_the_embeddings_padding_idx_without_a_mask() -> None:
     assert bool((peaks <= ALPHA / torch.sqrt(lengths * D.__float__()) * (1 + 1e-5)).all())
 
 
+class KeywordCall(Recorder):
+    """Calls its embedding as ``embedding(input=ids)``."""
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        ids = batch["input_ids"]
+        out = self.embedding(input=ids)
+        self.noise.append((out - F.embedding(ids, self.embedding.weight, padding_idx=0)).detach().clone())
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+        return out.pow(2).mean()
+
+
+def test_padding_is_found_when_the_embedding_is_called_with_a_keyword() -> None:
+    model = fit(
+        ActivationNoise("embedding", NEFTune(alpha=ALPHA), seed=1), KeywordCall(), limit_train_batches=1
+    )
+    (noise,), (batch,) = model.noise, model.batches
+    real = batch["input_ids"] != 0
+    assert bool((~real).any())
+    assert torch.equal(noise[~real], torch.zeros_like(noise[~real]))
+    assert bool((noise[real] != 0).all())
+
+
 def test_trl_form_noises_every_position_with_the_padded_length() -> None:
     model = fit(
         ActivationNoise("embedding", NEFTune(alpha=ALPHA, form="padded"), seed=1), limit_train_batches=1

@@ -297,7 +297,8 @@ class ActivationNoise(NoiseCallback):
         self._window = _Window(self, trainer, batch_idx, params, mask)
         window = self._window
         self._handles = [
-            module.register_forward_hook(window.hook_for(name, pad)) for name, module, pad in self._targets
+            module.register_forward_hook(window.hook_for(name, pad), with_kwargs=True)
+            for name, module, pad in self._targets
         ]
 
     def _remove(self) -> None:
@@ -358,8 +359,10 @@ class _Window:
         self.states: dict[str, list[Tensor]] = {}
 
     def hook_for(self, name: str, pad: int | None) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
-            return self.apply(name, pad, args, output)
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+            # The ids an embedding was called with: `embedding(ids)` or `embedding(input=ids)`.
+            ids = args[0] if args else kwargs.get("input")
+            return self.apply(name, pad, (ids,) if isinstance(ids, Tensor) else (), output)
 
         return hook
 
@@ -409,7 +412,12 @@ class _Window:
                 f" {tuple(keep.shape)}, which is not the leading shape of the output of module"
                 f" {name!r} {tuple(x.shape)}; hook modules whose outputs are (batch, length, ...)."
             )
-        if pad is not None and args and isinstance(args[0], Tensor):
+        if pad is not None:
+            if not args:
+                raise ConfigurationError(
+                    f"ActivationNoise: module {name!r} should have its padding (id {pad}) left alone, but it"
+                    " was called without an ids tensor to find it in; pass `mask_key`, or `pad_id=None`."
+                )
             real = args[0] != pad
             keep = real if keep is None else keep & real
         return keep
