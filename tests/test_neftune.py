@@ -137,4 +137,3 @@ def test_bad_inputs() -> None:
         NEFTune(alpha=1.0)(torch.zeros(2, 4, 8), generator=g, keep=torch.ones(2))
     with pytest.raises(ConfigurationError, match="leading shape"):
         NEFTune(alpha=1.0)(torch.zeros(2, 4, 8), generator=g, keep=torch.ones(2, 5))
-
