@@ -313,7 +313,17 @@ def test_the_adaptive_preset_composes_and_runs(tmp_path):
         assert cfg.callbacks.noise_controller.robust_monitor == "val/robust/mean_acc"
         assert list(cfg.callbacks)[-2:] == ["robustness_monitor", "noise_controller"]
         tiny = compose_train(
-            tmp_path, ["experiment=adaptive", *TINY, "trainer.max_epochs=2", "logger=none", "test=false"]
+            tmp_path,
+            [
+                "experiment=adaptive",
+                *TINY,
+                "trainer.max_epochs=2",
+                "logger=none",
+                # The best checkpoint is epoch 0's: evaluating it restores a controller state with one
+                # decision, which results.json must not take for the fit's.
+                "callbacks.model_checkpoint.monitor=epoch",
+                "callbacks.model_checkpoint.mode=min",
+            ],
         )
         result = run(tiny)
     assert result.metrics["noise/controller/scale"] == 1.0  # after the warm-up epoch and a cooldown
