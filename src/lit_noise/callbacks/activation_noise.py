@@ -27,7 +27,6 @@ __all__ = ["ActivationNoise", "ModuleSpec"]
 #: What ``modules`` accepts: a module class, a pattern or class path string, or a sequence of those.
 ModuleSpec = Union[str, type[nn.Module], Sequence[Union[str, type[nn.Module]]]]
 
-_NO_CLOCK = Clock()
 _CLASS_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\.[A-Z]\w*")
 
 
@@ -169,9 +168,6 @@ class ActivationNoise(NoiseCallback):
         self._targets: list[tuple[str, nn.Module, int | None]] = []
         self._hooked: list[str] = []
         self._handles: list[RemovableHandle] = []
-        self._constant = False
-        self._resolved_at: float | None = None
-        self._params: dict[str, float] = {}
         self._window: _Window | None = None
 
     @staticmethod
@@ -271,24 +267,15 @@ class ActivationNoise(NoiseCallback):
 
     # ---------------------------------------------------------------- the training-step window
 
-    @override
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._constant = all(s.is_constant for s in self._schedules())
-        self._resolved_at = None
+    def _resolve(self, clock: Clock) -> dict[str, float]:
+        return self.noise.resolve(clock, self.scale)
 
     @override
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._remove()
-        fresh = self._resolved_at != self.scale
-        if fresh:  # constant strengths are resolved once per `scale`, schedules at every batch
-            params = self.noise.resolve(_NO_CLOCK if self._constant else self._clock(trainer), self.scale)
-            if self._constant:
-                self._params, self._resolved_at = params, self.scale
-        else:
-            params = self._params
+        params, fresh = self._strengths(trainer, self._resolve)
         if fresh or self._should_log(trainer):  # unchanged values need no `last_values` update
             self._log(trainer, pl_module, params)
         mask = None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import lightning.pytorch as pl
 import torch
@@ -24,6 +24,8 @@ from lit_noise.schedules import Clock, Schedule
 __all__ = ["NoiseCallback", "flushes_logs", "source_names", "training_clock"]
 
 _SHARDED = ("FSDP", "DeepSpeed", "ModelParallel", "XLAFSDP")
+_NO_CLOCK = Clock()
+T = TypeVar("T")
 
 
 def training_clock(trainer: pl.Trainer, total_steps: float | None = None) -> Clock:
@@ -151,6 +153,11 @@ class NoiseCallback(Callback):
         self._rank = 0
         self._seed_prefixes: dict[tuple[int | None, int], int] = {}
         self._epoch_loop: Any = None
+        # Set in on_train_start: whether every schedule is constant; then the strengths resolved
+        # once per `scale` (`_strengths`), so the hot path reads no clock.
+        self._constant = False
+        self._resolved_at: float | None = None
+        self._resolved: Any = None
 
     @property
     @override
@@ -248,6 +255,21 @@ class NoiseCallback(Callback):
             )
         log_settings(trainer, f"lit_noise/{self.name}/", self.settings())
         warn_if_data_order_differs(trainer, self, NoiseCallback)
+        self._constant = all(s.is_constant for s in self._schedules())
+        self._resolved_at = None
+
+    def _strengths(self, trainer: pl.Trainer, resolve: Callable[[Clock], T]) -> tuple[T, bool]:
+        """``resolve(clock)`` for this batch, and whether it was computed now (values to log afresh).
+
+        With every schedule constant it is computed once per ``scale`` (the controller's knob) and
+        read back on later batches without a clock.
+        """
+        if self._resolved_at == self.scale:
+            return self._resolved, False
+        value = resolve(_NO_CLOCK if self._constant else self._clock(trainer))
+        if self._constant:
+            self._resolved, self._resolved_at = value, self.scale
+        return value, True
 
     def _clock(self, trainer: pl.Trainer) -> Clock:
         return training_clock(trainer, self._total_steps)

@@ -24,8 +24,6 @@ from lit_noise.soft_labels import SoftLabels, _class_rows, hard
 
 __all__ = ["BatchNoise"]
 
-_NO_CLOCK = Clock()
-
 
 def _gate(noisy: Tensor, clean: Tensor, p: float, generator: torch.Generator) -> Tensor:
     """Keep ``noisy`` for a random fraction ``p`` of the samples, ``clean`` for the others.
@@ -117,13 +115,6 @@ class BatchNoise(NoiseCallback):
         # The per-sample probability is logged as `noise/<name>/p`, or `sample_p` when the noise has a
         # `p` of its own (SymmetricFlip, PairFlip, Mask), so neither hides the other.
         self._gate_key = "sample_p" if "p" in noise.schedules() else "p"
-        # Filled in on_train_start: whether every strength is constant, and then the values resolved
-        # once per `scale` (the hot path then reads no clock).
-        self._constant = False
-        self._resolved_at: float | None = None
-        self._params: dict[str, float] = {}
-        self._logged: dict[str, float] = {}
-        self._p = 1.0
 
     @staticmethod
     def _check_clamp(owner: str, clamp: Sequence[float] | None) -> tuple[float, float] | None:
@@ -144,8 +135,6 @@ class BatchNoise(NoiseCallback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._constant = all(s.is_constant for s in self._schedules())
-        self._resolved_at = None
         if self._path is None and _hands_out_samples(trainer.train_dataloader):
             raise ConfigurationError(
                 f"{self._owner}: `key=None` noises a bare tensor batch in place, but the training loader"
@@ -154,14 +143,11 @@ class BatchNoise(NoiseCallback):
                 " dict batch and set `key`."
             )
 
-    def _resolve(self, trainer: pl.Trainer) -> tuple[dict[str, float], float, dict[str, float]]:
-        """The noise parameters, ``p`` and the values to log at the current step."""
-        clock = _NO_CLOCK if self._constant else self._clock(trainer)
+    def _resolve(self, clock: Clock) -> tuple[dict[str, float], float, dict[str, float]]:
+        """The noise parameters, ``p`` and the values to log at ``clock``."""
         params = self.noise.resolve(clock, self.scale)
         p = self.p(clock)
         logged = params if self.p.is_constant and p == 1.0 else {**params, self._gate_key: p}
-        if self._constant:
-            self._params, self._p, self._logged, self._resolved_at = params, p, logged, self.scale
         return params, p, logged
 
     @override
@@ -172,12 +158,7 @@ class BatchNoise(NoiseCallback):
         clean = read(batch, self._path, owner)
         noise = self.noise
         noise.check(clean, self.role)
-        if self._resolved_at == self.scale:  # constant strengths: resolved once per `scale`
-            params, p, logged = self._params, self._p, self._logged
-            fresh = False
-        else:
-            params, p, logged = self._resolve(trainer)
-            fresh = True
+        (params, p, logged), fresh = self._strengths(trainer, self._resolve)
         generator = self._generator(clean.device, trainer, batch_idx)
         if self._mask_path is None:
             if self._warn_unmasked_drop:
