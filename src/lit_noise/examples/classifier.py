@@ -15,7 +15,7 @@ from lit_noise._validation import check_choice, check_int, check_range
 from lit_noise.layers import GaussianDropout, GaussianNoise
 from lit_noise.soft_labels import hard
 
-__all__ = ["Classifier", "build_backbone"]
+__all__ = ["ClassificationSteps", "Classifier", "build_backbone"]
 
 
 def build_backbone(kind: str, input_shape: Sequence[int], num_classes: int, hidden: int) -> nn.Module:
@@ -51,7 +51,57 @@ def build_backbone(kind: str, input_shape: Sequence[int], num_classes: int, hidd
     )
 
 
-class Classifier(pl.LightningModule):
+class ClassificationSteps(pl.LightningModule):
+    """The steps the example classifiers share: cross-entropy, accuracy, logging, Adam.
+
+    Subclasses set ``lr`` and ``weight_decay``, call :meth:`_accuracies` in ``__init__`` and
+    implement :meth:`_logits_and_targets`. Training minimises ``F.cross_entropy`` on the (possibly
+    soft) targets and scores accuracy on their hard labels; validation and test log
+    ``<stage>/loss`` and ``<stage>/acc`` and return the logits (for the monitors).
+    """
+
+    lr: float
+    weight_decay: float
+
+    def _accuracies(self, num_classes: int) -> None:
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def _logits_and_targets(self, batch: Any, stage: str) -> tuple[Tensor, Any]:
+        """The logits of ``batch`` and its targets, at ``stage`` (``"train"``, ``"val"``, ``"test"``)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Cross-entropy on the (possibly soft) targets; accuracy on their hard labels."""
+        logits, y = self._logits_and_targets(batch, "train")
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, hard(y))
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Any, stage: str, metric: MulticlassAccuracy) -> Tensor:
+        logits, y = self._logits_and_targets(batch, stage)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val")
+        metric(logits, hard(y))
+        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
+        return logits
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Validation loss and accuracy; returns the logits for monitors."""
+        return self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Test loss and accuracy."""
+        return self._evaluate(batch, "test", self.test_acc)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam."""
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class Classifier(ClassificationSteps):
     """A classifier whose ``training_step`` is plain ``cross_entropy`` plus a torchmetrics accuracy.
 
     It is the model a user has before adding lit_noise: targets may be class indices,
@@ -106,46 +156,18 @@ class Classifier(pl.LightningModule):
         if input_noise_std > 0:
             layers.insert(0, GaussianNoise(std=input_noise_std))
         self.net = nn.Sequential(*layers)
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self._accuracies(num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for inputs ``x``."""
         logits: Tensor = self.net(x)
         return logits
 
-    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """Cross-entropy on the (possibly soft) targets; accuracy on their hard labels."""
+    def _logits_and_targets(self, batch: Sequence[Tensor], stage: str) -> tuple[Tensor, Any]:
         x, y = batch[0], batch[1]
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, hard(y))
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
-
-    def _evaluate(self, batch: Sequence[Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
-        x, y = batch[0], batch[1]
-        logits = self.forward(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val")
-        metric(logits, hard(y))
-        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
-        return logits
-
-    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """Validation loss and accuracy; returns the logits for monitors."""
-        return self._evaluate(batch, "val", self.val_acc)
-
-    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-        """Test loss and accuracy."""
-        return self._evaluate(batch, "test", self.test_acc)
+        return (self(x) if stage == "train" else self.forward(x)), y
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """Class probabilities."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self.forward(x).softmax(dim=1)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

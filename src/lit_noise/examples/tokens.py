@@ -11,18 +11,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
-from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from lit_noise._validation import check_int, check_range, fail
 from lit_noise.errors import ConfigurationError
+from lit_noise.examples.classifier import ClassificationSteps
 from lit_noise.examples.tensor_data import TensorSplitDataModule
-from lit_noise.soft_labels import hard
 
 __all__ = ["MASK_ID", "PAD_ID", "TokenClassifier", "TokenDataModule", "make_token_sequences"]
 
@@ -165,7 +163,7 @@ class TokenDataModule(TensorSplitDataModule):
         return train, val, test
 
 
-class TokenClassifier(pl.LightningModule):
+class TokenClassifier(ClassificationSteps):
     """A tiny transformer classifier of padded token sequences, trained with plain ``cross_entropy``.
 
     Token embedding (``self.embedding``, an ``nn.Embedding`` with ``padding_idx=pad_id``, the
@@ -237,9 +235,7 @@ class TokenClassifier(pl.LightningModule):
         layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, num_classes)
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self._accuracies(num_classes)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Logits ``(B, num_classes)`` for ids ``(B, L)``; ``attention_mask`` is 1 on real tokens."""
@@ -264,31 +260,9 @@ class TokenClassifier(pl.LightningModule):
         logits: Tensor = self(batch["input_ids"], batch.get("attention_mask"))
         return logits
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """Cross-entropy on the (possibly soft) labels; accuracy on their hard labels."""
-        logits = self._logits(batch)
-        labels = batch["labels"]
-        loss = F.cross_entropy(logits, labels)
-        self.train_acc(logits, hard(labels))
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
-
-    def _evaluate(self, batch: dict[str, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
-        logits = self._logits(batch)
-        labels = batch["labels"]
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), prog_bar=stage == "val")
-        metric(logits, hard(labels))
-        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
-        return logits
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """Validation loss and accuracy; returns the logits for monitors."""
-        return self._evaluate(batch, "val", self.val_acc)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """Test loss and accuracy."""
-        return self._evaluate(batch, "test", self.test_acc)
+    @override
+    def _logits_and_targets(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Any]:
+        return self._logits(batch), batch["labels"]
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         """The logits of a dict batch or of a bare ids tensor."""
@@ -296,7 +270,3 @@ class TokenClassifier(pl.LightningModule):
             logits: Tensor = self(batch)
             return logits
         return self._logits(batch)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
