@@ -512,3 +512,10 @@ def test_a_robust_metric_first_logged_at_a_later_validation_is_no_error():
     control = controller()
     fit([InputNoise(Gaussian(std=0.1)), control, EveryNEpochs()], epochs=3, model=FromEpochOne())
     assert [row[3] for row in control.history] == pytest.approx([None, ROBUST[1], None])
+
+
+def test_figure_every_validation_without_figures_is_refused():
+    with pytest.raises(
+        ConfigurationError, match=r"`figure_every_validation` must be False when `log_figures` is False"
+    ):
+        NoiseController(log_figures=False, figure_every_validation=True)

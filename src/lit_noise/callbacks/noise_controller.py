@@ -236,6 +236,10 @@ class NoiseController(Callback):
         self.verbose = verbose
         self.log_figures = log_figures
         self.figure_every_validation = figure_every_validation
+        if figure_every_validation and not log_figures:
+            raise fail(
+                _OWNER, "figure_every_validation", True, "False when `log_figures` is False (no figure)"
+            )
         if log_figures:
             require("matplotlib", _OWNER, "log_figures=True (pass log_figures=False to run without figures)")
         self.control = ScaleControl(
