@@ -10,7 +10,7 @@ PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_FLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train adaptive report demo test test-slow test-all lint format typecheck notebooks bench check precommit clean
+.PHONY: help install train adaptive report demo test test-slow test-all lint format typecheck notebooks bench bench-check check precommit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -63,8 +63,11 @@ typecheck: $(STAMP) ## mypy --strict on src/
 notebooks: $(STAMP) ## Execute the notebooks
 	$(BIN)/python -m pytest --nbmake notebooks -o addopts="" $(PYTEST_FLAGS)
 
-bench: $(STAMP) ## Run every benchmark (prints ratios)
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+bench: $(STAMP) ## Run every benchmark, save their output in benchmarks/results/, regenerate README's summary
+	$(BIN)/python benchmarks/summary.py $(ARGS)
+
+bench-check: $(STAMP) ## Check that README's performance summary is the one benchmarks/results/ gives
+	$(BIN)/python benchmarks/summary.py --check --from-results
 
 check: lint typecheck test ## What CI checks (without the slow tests)
 

@@ -1,8 +1,8 @@
 """Cost of ActivationNoise on the token example: its added time per training step against the floor.
 
-Run: ``python benchmarks/bench_activation_noise.py [--quick]``. Prints ratios measured side by side in
-this process (repetitions interleaved; best of the repetitions in part 1, medians in part 2), never
-absolute targets.
+Run: ``python benchmarks/bench_activation_noise.py [--quick] [--threads 1]`` (under a minute). Prints
+ratios measured side by side in this process (repetitions interleaved, medians of paired ratios in
+part 1, medians in part 2; thread CPU time with one torch thread), never absolute targets.
 
 Part 1 (the target, <= 1.2x) times what ActivationNoise adds to one training step of the token
 example (``TokenClassifier``, batches of 64 sequences of 24 tokens, ``d_model`` 32, so a (64, 24, 32)
@@ -25,8 +25,6 @@ import argparse
 import math
 import os
 import statistics
-import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,50 +32,13 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from _harness import header, interleaved, quiet_trainer, result, thread_clock
 from lit_noise import ActivationNoise, Gaussian, NEFTune, Noise
 from lit_noise._rng import mix_seed
 from lit_noise.examples import TokenClassifier, TokenDataModule
 
-warnings.filterwarnings("ignore")
-
 ALPHA, STD = 5.0, 0.1
 Hook = Callable[[nn.Module, Any, Tensor], Tensor]
-
-
-def _quiet_trainer(callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
-    options: dict[str, Any] = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "limit_val_batches": 0,
-        "callbacks": callbacks,
-    }
-    options.update(kwargs)
-    return pl.Trainer(**options)
-
-
-def _mean_us(fn: Callable[[], object], number: int) -> float:
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number * 1e6
-
-
-def _paired(cases: dict[str, Callable[[], object]], number: int, repeats: int) -> dict[str, list[float]]:
-    """``repeats`` rounds; in each, the mean of ``number`` calls of every case, one case after the other.
-
-    Ratios are taken within a round (paired), so load that drifts between rounds cancels.
-    """
-    for fn in cases.values():  # warm up
-        _mean_us(fn, number // 4 + 1)
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            samples[name].append(_mean_us(fn, number))
-    return samples
 
 
 def trl_hook(module: nn.Module, input: Any, output: Tensor) -> Tensor:
@@ -111,7 +72,7 @@ def gaussian_hook(generator: torch.Generator | None) -> Hook:
 Case = tuple[Noise, dict[str, Any]]
 
 
-def bench_hot_path(number: int, repeats: int) -> None:
+def bench_hot_path(number: int, repeats: int) -> list[float]:
     """Part 1: what ActivationNoise adds to a step against a hand-written hook doing the same work."""
     data = TokenDataModule()
     data.setup("fit")
@@ -124,25 +85,24 @@ def bench_hot_path(number: int, repeats: int) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"Part 1: added time per training step, token example: embedding output"
-        f" {tuple(batch['input_ids'].shape)} x 32, torch {torch.__version__},"
-        f" threads={torch.get_num_threads()}, {os.cpu_count()} CPUs, load average {load:.1f}"
+        f" {tuple(batch['input_ids'].shape)} x 32, {os.cpu_count()} CPUs, load average {load:.1f}"
     )
     print(
         "  added = (time with the noise) - (bare embedding forward); floor = a hand-written forward hook,"
         " registered once, doing one draw + one add; ratio = median over paired rounds"
     )
-    for label, case in cases.items():
-        _bench_case(label, case, data, batch, number, repeats)
+    return [_bench_case(label, case, data, batch, number, repeats) for label, case in cases.items()]
 
 
 def _bench_case(
     label: str, case: Case, data: TokenDataModule, batch: dict[str, Tensor], number: int, repeats: int
-) -> None:
+) -> float:
+    """The ratio (added time with ActivationNoise / added time with the hand-written hook), printed."""
     noise, options = case
     ids, attention = batch["input_ids"], batch["attention_mask"]
     callback = ActivationNoise("embedding", noise, seed=0, **options)
     model = TokenClassifier()
-    trainer = _quiet_trainer([callback], max_epochs=1, limit_train_batches=1)
+    trainer = quiet_trainer([callback], max_epochs=1, limit_train_batches=1)
     trainer.fit(model, data)  # a real trainer, loop state and logging interval for the hooks
     callback.on_fit_start(trainer, model)  # resolve the modules again (teardown forgot them)
     model.train()
@@ -182,7 +142,8 @@ def _bench_case(
         embedding(ids)
 
     with torch.no_grad():
-        t = _paired({"ours": ours, "floor": floor, "seeded": seeded_floor, "bare": bare}, number, repeats)
+        cases = {"ours": ours, "floor": floor, "seeded": seeded_floor, "bare": bare}
+        t = interleaved(cases, number, repeats, thread_clock())
     rounds = range(repeats)
     added = [t["ours"][r] - t["bare"][r] for r in rounds]
     ratio = statistics.median(added[r] / (t["floor"][r] - t["bare"][r]) for r in rounds)
@@ -194,6 +155,7 @@ def _bench_case(
         f" seeded floor {median['seeded'] - median['bare']:6.1f} us -> ratio {ratio:.3f}x (target <= 1.2x),"
         f" to the seeded floor {seeded_ratio:.3f}x"
     )
+    return ratio
 
 
 def _seeded_padded_hook(generator: torch.Generator) -> Hook:
@@ -209,15 +171,16 @@ class _StepTimer(pl.Callback):
 
     def __init__(self) -> None:
         self.times: list[float] = []
-        self._last: float | None = None
+        self.clock = thread_clock()
+        self._last: int | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if self._last is not None:
-            self.times.append(now - self._last)
+            self.times.append((now - self._last) / 1e9)
         self._last = now
 
 
@@ -233,7 +196,7 @@ def _fit_step_times(kind: str, epochs: int) -> list[float]:
     elif kind == "hand-written hook":
         model.embedding.neftune_noise_alpha = ALPHA
         model.embedding.register_forward_hook(trl_hook)
-    _quiet_trainer(callbacks, max_epochs=epochs).fit(model, TokenDataModule())
+    quiet_trainer(callbacks, max_epochs=epochs).fit(model, TokenDataModule())
     return timer.times
 
 
@@ -260,14 +223,25 @@ def bench_steps(epochs: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    header("ActivationNoise: added time per step against a hand-written hook doing the same work")
     if args.quick:
-        bench_hot_path(number=100, repeats=3)
+        ratios = bench_hot_path(number=100, repeats=3)
         bench_steps(epochs=1, repeats=1)
     else:
-        bench_hot_path(number=40, repeats=15)
+        ratios = bench_hot_path(number=40, repeats=15)
         bench_steps(epochs=1, repeats=3)
+    result(
+        "`ActivationNoise` added time per step / the same work in a hand-written hook (token example):"
+        " NEFTune padded, per-sample + mask, Gaussian",
+        ", ".join(f"{r:.2f}x" for r in ratios),
+        "1.2x",
+        "met" if max(ratios) <= 1.2 else "missed",
+        "a hand-written forward hook, registered once: one draw + one add (TRL's hook for NEFTune padded)",
+        "Activation noise and NEFTune",
+    )
 
 
 if __name__ == "__main__":

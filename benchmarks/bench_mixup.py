@@ -1,6 +1,6 @@
 """Time MixupDataModule's mixing against the floor of one ``torch.lerp`` and against timm's Mixup.
 
-Run ``python benchmarks/bench_mixup.py [--device cuda] [--reps 200]``. For each batch shape the
+Run ``python benchmarks/bench_mixup.py [--device cuda] [--reps 100]`` (about 30 s). For each batch shape the
 candidates are timed side by side in one process, repetitions interleaved, and the medians are
 compared (ratios, never absolute targets):
 
@@ -9,32 +9,36 @@ compared (ratios, never absolute targets):
 * ``ours batch`` / ``ours elem``: ``MixupDataModule.on_after_batch_transfer`` on a training batch
   (``mixup_alpha=1, cutmix_alpha=1, switch_prob=0.5``): drawing partners, λs, methods and boxes
   from the counter-based generator, mixing inputs and one-hot targets, building ``SoftLabels``;
-* ``ours elem, mixing only``: ``lit_noise.functional.mix_batch`` with an ``elem`` draw made
+* ``ours elem, mixing only``: ``lit_noise.functional.mix_params`` with an ``elem`` draw made
   beforehand -- the arithmetic part of the above (gather the partners, build the per-sample
   weight map, one in-place lerp; the same for the targets);
 * ``timm batch`` / ``timm elem``: timm's ``Mixup`` with the same settings (in place, NumPy RNG, a
   Python loop over samples in ``elem`` mode). timm is used when importable, otherwise the
   behavioural transcription in ``_timm_mixup_reference.py``; the output says which.
+
+The fixed cost per batch is ``ours batch`` minus the floor at the small shape, where the tensor
+work is negligible: the host-side cost a small model pays per step. The profile at the end counts
+the aten ops each candidate issues per call (a ``TorchDispatchMode`` counter: one per kernel or
+view the host dispatches) and splits ``ours elem`` at the large shape into its parts.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from _harness import header, interleaved, keep_freed_memory, result, thread_clock
 from lit_noise import MixupDataModule
 from lit_noise.examples import DigitsDataModule
-from lit_noise.functional import mix_batch, one_hot_smooth, sample_mix_params
+from lit_noise.functional import mix_params, one_hot_smooth, sample_mix_params
 
 try:  # timm is a benchmark-only comparison, never a dependency
     from timm.data import Mixup as TimmMixup
@@ -89,26 +93,9 @@ def _mixing_only(x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
     y_soft = one_hot_smooth(y, NUM_CLASSES)
 
     def run() -> Any:
-        return mix_batch(x, y_soft, params.lam, params.index, params.use_cutmix, params.boxes)
+        return mix_params(x, y_soft, params)
 
     return run
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc reuse freed blocks instead of returning them to the OS.
-
-    Otherwise each multi-megabyte output is a fresh mapping whose page faults land on whichever
-    candidate allocates next, and the timings depend on the order of the candidates.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD (32 MiB, glibc's maximum)
-    except (OSError, AttributeError):
-        pass
 
 
 def _timm(mode: str, x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
@@ -131,23 +118,6 @@ def _floor(x: torch.Tensor) -> Callable[[], Any]:
     return run
 
 
-def _time(fn: Callable[[], Any], inner: int, sync: Callable[[], None], clock: Callable[[], int]) -> float:
-    sync()
-    start = clock()
-    for _ in range(inner):
-        fn()
-    sync()
-    return (clock() - start) / inner / 1e3  # microseconds per call
-
-
-def _clock(device: torch.device) -> Callable[[], int]:
-    """CPU time of this thread on a single-threaded CPU run (immune to other processes taking the
-    cores, as happens on a shared machine); wall-clock time otherwise."""
-    if device.type == "cpu" and torch.get_num_threads() == 1:
-        return time.thread_time_ns
-    return time.perf_counter_ns
-
-
 def bench(shape: tuple[int, ...], device: torch.device, reps: int) -> dict[str, float]:
     generator = torch.Generator(device=device).manual_seed(0)
     x = torch.rand(shape, generator=generator, device=device)
@@ -160,41 +130,142 @@ def bench(shape: tuple[int, ...], device: torch.device, reps: int) -> dict[str, 
         "timm batch": _timm("batch", x, y),
         "timm elem": _timm("elem", x, y),
     }
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    clock = _clock(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
     inner = 20 if x.numel() < 100_000 else 3
-    for fn in candidates.values():  # warm up
-        _time(fn, inner, sync, clock)
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, fn in candidates.items():
-            samples[name].append(_time(fn, inner, sync, clock))
+    samples = interleaved(candidates, inner, reps, thread_clock(device), sync)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_ops(fn: Callable[[], Any], calls: int = 20) -> float:
+    """The mean number of aten ops one call of ``fn`` dispatches."""
+    fn()
+    with _OpCounter() as counter:
+        for _ in range(calls):
+            fn()
+    return counter.count / calls
+
+
+def elem_parts(x: torch.Tensor, y: torch.Tensor, reps: int) -> dict[str, float]:
+    """``ours elem``'s parts, each timed like the candidates: median µs per call."""
+    generator = torch.Generator(device=x.device).manual_seed(3)
+    options: dict[str, Any] = {"mixup_alpha": 1.0, "cutmix_alpha": 1.0, "spatial_size": x.shape[-2:]}
+    params = sample_mix_params(x.shape[0], generator, mode="elem", **options)
+    own = torch.rand((x.shape[0], 1, *x.shape[-2:]), device=x.device)
+    parts = {
+        "floor (one lerp)": _floor(x),
+        "draw (partners, λ, methods, boxes)": lambda: sample_mix_params(
+            x.shape[0], generator, mode="elem", **options
+        ),
+        "gather the partners": lambda: x.index_select(0, params.index),
+        "gather + in-place lerp with a weight map": lambda: x.index_select(0, params.index).lerp_(x, own),
+        "all the mixing (mix_params)": _mixing_only(x, y),
+        "ours elem (the whole hook)": _ours("elem", x, y),
+    }
+    samples = interleaved(parts, 3, reps, thread_clock(x.device))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--reps", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=60)
     parser.add_argument(
         "--threads", type=int, default=1, help="intra-op threads (1: stable timings on a shared CPU)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    _keep_freed_memory()
+    keep_freed_memory()
     device = torch.device(args.device)
-    timer = "thread CPU time" if _clock(device) is time.thread_time_ns else "wall-clock time"
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, {timer}")
+    header("MixupDataModule vs one lerp and timm's Mixup", device)
     print(f"timm: {TIMM_SOURCE}")
+    floor_text = "one torch.lerp(x, partner, w) with a per-sample weight, partners gathered beforehand"
+    section = "Mixup and CutMix (`MixupDataModule`)"
     for shape in SHAPES:
         medians = bench(shape, device, args.reps)
         floor = medians["floor (one lerp)"]
-        print(f"\nbatch {shape[0]}x{tuple(shape[1:])}: median per call, ratio to the floor")
+        size = f"{shape[0]}x{tuple(shape[1:])}".replace(" ", "")
+        print(f"\nbatch {size}: median per call, ratio to the floor")
         for name, value in medians.items():
             print(f"  {name:22s} {value:10.1f} us  {value / floor:6.2f}x")
-        for mode in ("batch", "elem"):
-            ratio = medians[f"timm {mode}"] / medians[f"ours {mode}"]
-            print(f"  timm {mode} / ours {mode}: {ratio:.2f}x")
+        batch_speedup = medians["timm batch"] / medians["ours batch"]
+        elem_speedup = medians["timm elem"] / medians["ours elem"]
+        print(f"  timm batch / ours batch: {batch_speedup:.2f}x; timm elem / ours elem: {elem_speedup:.2f}x")
+        result(
+            f"mixup batch mode: timm's batch mode / ours, {size}",
+            f"{batch_speedup:.2f}x",
+            "> 1x (ours faster)",
+            "met" if batch_speedup > 1.0 else "missed",
+            "timm's Mixup(mode='batch'), same settings, same process",
+            section,
+        )
+        if shape == SHAPES[0]:
+            fixed = medians["ours batch"] - floor
+            result(
+                f"mixup fixed cost per batch (ours batch - floor), {size}",
+                f"{fixed:.0f} µs",
+                "< 60 µs",
+                "met" if fixed < 60.0 else "missed",
+                floor_text,
+                section,
+            )
+        else:
+            elem_ratio = medians["ours elem"] / floor
+            result(
+                f"mixup elem mode / floor, {size}",
+                f"{elem_ratio:.2f}x (mixing alone {medians['ours elem, mixing only'] / floor:.2f}x)",
+                "<= 2x",
+                "met" if elem_ratio <= 2.0 else "missed",
+                floor_text,
+                section,
+            )
+            result(
+                f"mixup elem mode: timm's elem mode / ours, {size}",
+                f"{elem_speedup:.1f}x",
+                ">= 10x",
+                "met" if elem_speedup >= 10.0 else "missed",
+                "timm's Mixup(mode='elem'): a Python loop over samples",
+                section,
+            )
+    print("\nprofile: aten ops dispatched per call (host-side work; one kernel or view each)")
+    x = torch.rand(SHAPES[0], device=device)
+    y = torch.randint(0, NUM_CLASSES, (SHAPES[0][0],), device=device)
+    counts = {
+        "floor (one lerp)": aten_ops(_floor(x)),
+        "ours batch": aten_ops(_ours("batch", x, y)),
+        "ours elem": aten_ops(_ours("elem", x, y)),
+        "timm batch": aten_ops(_timm("batch", x, y)),
+        "timm elem": aten_ops(_timm("elem", x, y)),
+    }
+    for name, count in counts.items():
+        print(f"  {name:22s} {count:7.1f} ops")
+    result(
+        "mixup host ops per batch: ours batch / ours elem / timm batch / timm elem",
+        " / ".join(f"{counts[k]:.0f}" for k in ("ours batch", "ours elem", "timm batch", "timm elem")),
+        section=section,
+    )
+    large = torch.rand(SHAPES[-1], device=device)
+    labels = torch.randint(0, NUM_CLASSES, (SHAPES[-1][0],), device=device)
+    parts = elem_parts(large, labels, max(args.reps // 3, 10))
+    floor = parts["floor (one lerp)"]
+    print(f"\nprofile: ours elem at {SHAPES[-1][0]}x{tuple(SHAPES[-1][1:])}, its parts timed alone")
+    for name, value in parts.items():
+        print(f"  {name:42s} {value:9.1f} us  {value / floor:5.2f}x")
+    print(
+        "  The gather + in-place lerp is the least tensor work any mixup with partners does: it reads"
+        " and writes the batch five times where the floor does three."
+    )
 
 
 if __name__ == "__main__":

@@ -1,53 +1,70 @@
-"""WeightNoise overhead per training step, against the bare-tensor floor and a naive per-parameter loop.
+"""WeightNoise cost per training step against bare-tensor floors; aten ops per step; peak memory.
 
-Run: ``python benchmarks/bench_weight_noise.py`` (``--quick`` for fewer rounds).
+Run: ``python benchmarks/bench_weight_noise.py [--rounds 9] [--number 3] [--threads 1]`` (about a minute).
 
-Three models of about one million weights in 20, 200 and 2000 parameter tensors. Inside a live
-``Trainer.fit`` (so the callback runs with the real trainer state), a driver callback times, at
-every batch and in rotating order:
+Three models of about one million float32 weights in 20, 200 and 2000 parameter tensors (square
+``Linear`` layers with biases). For each, a trainer fits one batch (so the callbacks' hooks see a
+real trainer and loop state), the callbacks get their fit-start hooks, and then every candidate's
+step is timed side by side (``_harness.interleaved``: rounds of every case one after the other,
+this thread's CPU time, medians of the per-round ratios). A WeightNoise step is its hooks of one
+training batch: ``on_train_batch_start`` perturbs, ``on_after_backward`` restores,
+``on_before_optimizer_step`` and ``on_train_batch_end`` find nothing to do.
 
-* ``WeightNoise`` itself: the hooks of one step (``on_train_batch_start`` perturbs,
-  ``on_after_backward`` restores, ``on_before_optimizer_step`` and ``on_train_batch_end`` find
-  nothing to do), with ``restore="copy"``, ``restore="regenerate"`` and ``relative=True``;
-* the floor: the same work with bare tensor ops and nothing else: reseed a generator, one
-  ``normal_`` draw into a preallocated flat buffer over all parameters, ``_foreach_copy_`` to a
-  preallocated clean copy, ``_foreach_add_`` of the buffer's views, ``_foreach_copy_`` back
-  (``floor copy``); for ``regenerate``: draw, ``_foreach_add_``, reseed, draw again,
-  ``_foreach_sub_`` (``floor regenerate``);
-* a naive callback: a Python loop over the parameters (clone, ``randn``, ``add_``; ``copy_`` back).
+The floors are the same tensor work written with bare tensor ops and nothing else (no schedule,
+no logging, no checks), on preallocated buffers:
 
-It prints medians (microseconds) and the median of the per-round ratios. Memory is measured in a
-child process per mode (``--memory copy|regenerate``): the peak resident set size while the
-callback sets up and runs three steps, over the resident size before (Linux ``VmHWM`` after a
-reset through ``/proc/self/clear_refs``, with glibc forced to ``mmap`` large blocks so that pages
-are really touched and returned), next to the bytes of the buffers the callback holds.
+* ``floor copy``: reseed a generator, ``_foreach_copy_`` of the weights into a flat clean copy, one
+  ``normal_`` draw over all the weights into a flat scratch buffer, ``_foreach_add_`` of its views,
+  ``_foreach_copy_`` back.
+* ``floor regenerate``: reseed, draw, ``_foreach_add_``, reseed, draw again, ``_foreach_sub_``.
+* ``floor relative`` (``WeightNoise(relative=True)``'s own floor): ``floor copy`` plus one
+  per-tensor population std and the scaling of each tensor's noise by it. The clean copy is laid out
+  with every tensor starting at a multiple of 32 elements (zero padding); the std comes from one
+  pass over that copy viewed as rows of 32: each row's ``sum`` and ``linalg.vector_norm`` (two fused
+  reductions), added up per tensor by one float64 ``segment_reduce`` over the rows, then
+  ``sqrt(E[x^2] - E[x]^2)``; the noise is scaled by one ``_foreach_mul_`` with 0-d views of the
+  stds. A constant number of ops whatever the number of tensors. (It skips what WeightNoise also
+  does for accuracy: shifting each tensor by its first element before squaring, one more pass.)
+  ``floor relative regenerate`` is ``floor regenerate`` with that std and scaling (the std once,
+  the scaling after each of the two draws).
+* a naive callback: a Python loop over the parameters (clone, ``randn``, ``add_``; ``copy_`` back),
+  as information.
+
+It then counts the aten ops one step dispatches (a ``TorchDispatchMode`` counter around the hooks;
+``_foreach_*`` ops count one each) in each mode at 20, 200 and 2000 tensors, with the default
+chunking and with one chunk (``chunk_size=2**20``: one draw per step), and measures the peak extra
+memory in a child process (``--memory``), each mode in turn: the peak resident set size while the
+callback sets up and runs three steps, over the resident size before (Linux ``VmHWM`` after a reset
+through ``/proc/self/clear_refs``, with glibc forced to ``mmap`` large blocks so that pages are
+really touched and returned), next to the bytes of the buffers the callback holds.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import functools
 import os
 import statistics
 import subprocess
 import sys
-import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
+from _harness import header, interleaved, paired_ratios, quiet_trainer, result, thread_clock
 from lit_noise import Gaussian, WeightNoise
-
-warnings.filterwarnings("ignore")  # Lightning's advice about workers and logging on toy data
-logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
 STD = 0.01
 MODELS = {20: 316, 200: 100, 2000: 31}  # tensors -> width of the square Linear layers (~1M weights)
+BLOCK = 32  # rows of the relative floor's blocked clean copy
+SECTION = "Noise on weights and gradients (`WeightNoise`, `GradientNoise`)"
+TARGET = 1.3
+Step = Callable[[], None]
 
 
 class Layers(pl.LightningModule):
@@ -69,73 +86,55 @@ def loader(batches: int) -> DataLoader:
     return DataLoader(TensorDataset(torch.zeros(batches, 1)), batch_size=1)
 
 
-def quiet_trainer(batches: int, callbacks: list[pl.Callback]) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=10**9,
-    )
+def fitted(module: pl.LightningModule) -> pl.Trainer:
+    """A trainer that has fitted one batch of ``module`` (hooks called on it see real loop state)."""
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, log_every_n_steps=10**9)
+    trainer.fit(module, loader(1))
+    return trainer
 
 
-def drive_fit_start(callback: pl.Callback, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+@functools.cache
+def model(tensors: int) -> tuple[Layers, pl.Trainer]:
+    """The model of ``tensors`` parameter tensors and a trainer that has fitted it (built once)."""
+    module = Layers(tensors, MODELS[tensors])
+    return module, fitted(module)
+
+
+def start(callback: pl.Callback, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    """The fit-start hooks of a callback that is not in the trainer's list."""
     callback.setup(trainer, module, "fit")
     callback.on_fit_start(trainer, module)
     callback.on_train_start(trainer, module)
 
 
-class Timer(pl.Callback):
-    """Times each variant once per batch, rotating their order; records microseconds."""
+def weight_noise_step(callback: WeightNoise, trainer: pl.Trainer, module: pl.LightningModule) -> Step:
+    optimizer = trainer.optimizers[0]
 
-    def __init__(self, variants: dict[str, Callable[[pl.Trainer, pl.LightningModule, int], None]]) -> None:
-        self.variants = variants
-        self.times: dict[str, list[float]] = {name: [] for name in variants}
-        self.warmup = 3
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, i: int
-    ) -> None:
-        names = list(self.variants)
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            self.variants[name](trainer, pl_module, i)
-            elapsed = (time.perf_counter() - start) * 1e6
-            if i >= self.warmup:
-                self.times[name].append(elapsed)
-
-
-def weight_noise_step(callback: WeightNoise) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
-    def step(trainer: pl.Trainer, module: pl.LightningModule, i: int) -> None:
-        callback.on_train_batch_start(trainer, module, None, i)
+    def step() -> None:
+        callback.on_train_batch_start(trainer, module, None, 0)
         callback.on_after_backward(trainer, module)
-        callback.on_before_optimizer_step(trainer, module, trainer.optimizers[0])
-        callback.on_train_batch_end(trainer, module, None, None, i)
+        callback.on_before_optimizer_step(trainer, module, optimizer)
+        callback.on_train_batch_end(trainer, module, None, None, 0)
 
     return step
 
 
-def flat_views(params: list[nn.Parameter]) -> tuple[Tensor, list[Tensor]]:
-    """One flat float buffer and its views shaped like ``params`` (the floors' preallocated scratch)."""
-    sizes = [p.numel() for p in params]
-    buffer = torch.empty(sum(sizes))
-    return buffer, [v.view(p.shape) for v, p in zip(buffer.split(sizes), params, strict=True)]
+def flat_views(params: list[nn.Parameter], block: int = 1) -> tuple[Tensor, list[Tensor]]:
+    """A flat zeroed buffer and its views shaped like ``params``, each starting at a multiple of ``block``."""
+    spans = [-(-p.numel() // block) * block for p in params]
+    buffer = torch.zeros(sum(spans))
+    views = [v[: p.numel()].view(p.shape) for v, p in zip(buffer.split(spans), params, strict=True)]
+    return buffer, views
 
 
-def floor_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
+def floor_copy(params: list[nn.Parameter]) -> Step:
     buffer, noise = flat_views(params)
     _, clean = flat_views(params)
     generator = torch.Generator()
 
     @torch.no_grad()
-    def step(trainer: pl.Trainer, module: pl.LightningModule, i: int) -> None:
-        generator.manual_seed(i)
+    def step() -> None:
+        generator.manual_seed(1)
         torch._foreach_copy_(clean, params)
         buffer.normal_(0.0, STD, generator=generator)
         torch._foreach_add_(params, noise)
@@ -144,30 +143,79 @@ def floor_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.Lightning
     return step
 
 
-def floor_regenerate_step(
-    params: list[nn.Parameter],
-) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
+def floor_regenerate(params: list[nn.Parameter]) -> Step:
     buffer, noise = flat_views(params)
     generator = torch.Generator()
 
     @torch.no_grad()
-    def step(trainer: pl.Trainer, module: pl.LightningModule, i: int) -> None:
-        generator.manual_seed(i)
+    def step() -> None:
+        generator.manual_seed(1)
         buffer.normal_(0.0, STD, generator=generator)
         torch._foreach_add_(params, noise)
-        generator.manual_seed(i)
+        generator.manual_seed(1)
         buffer.normal_(0.0, STD, generator=generator)
         torch._foreach_sub_(params, noise)
 
     return step
 
 
-def naive_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.LightningModule, int], None]:
+def floor_relative(params: list[nn.Parameter]) -> Step:
+    buffer, noise = flat_views(params)
+    copy, clean = flat_views(params, BLOCK)
+    rows = copy.view(-1, BLOCK)
+    rows_per = torch.tensor([-(-p.numel() // BLOCK) for p in params])
+    numel = torch.tensor([p.numel() for p in params], dtype=torch.float64)
+    factor = torch.empty(len(params))
+    factors = list(factor.unbind())
     generator = torch.Generator()
 
     @torch.no_grad()
-    def step(trainer: pl.Trainer, module: pl.LightningModule, i: int) -> None:
-        generator.manual_seed(i)
+    def step() -> None:
+        generator.manual_seed(1)
+        torch._foreach_copy_(clean, params)
+        sums = torch.stack((rows.sum(1), torch.linalg.vector_norm(rows, dim=1).square_()), 1)
+        moments = torch.segment_reduce(sums.double(), "sum", lengths=rows_per) / numel.unsqueeze(1)
+        factor.copy_((moments[:, 1] - moments[:, 0].square()).clamp_(min=0.0).sqrt_())
+        buffer.normal_(0.0, STD, generator=generator)
+        torch._foreach_mul_(noise, factors)
+        torch._foreach_add_(params, noise)
+        torch._foreach_copy_(params, clean)
+
+    return step
+
+
+def floor_relative_regenerate(params: list[nn.Parameter]) -> Step:
+    """``floor regenerate`` with each draw scaled by the std of a blocked copy (as ``floor relative``)."""
+    buffer, noise = flat_views(params)
+    copy, clean = flat_views(params, BLOCK)
+    rows = copy.view(-1, BLOCK)
+    rows_per = torch.tensor([-(-p.numel() // BLOCK) for p in params])
+    numel = torch.tensor([p.numel() for p in params], dtype=torch.float64)
+    factor = torch.empty(len(params))
+    factors = list(factor.unbind())
+    generator = torch.Generator()
+
+    @torch.no_grad()
+    def step() -> None:
+        torch._foreach_copy_(clean, params)
+        sums = torch.stack((rows.sum(1), torch.linalg.vector_norm(rows, dim=1).square_()), 1)
+        moments = torch.segment_reduce(sums.double(), "sum", lengths=rows_per) / numel.unsqueeze(1)
+        factor.copy_((moments[:, 1] - moments[:, 0].square()).clamp_(min=0.0).sqrt_())
+        for undo in (False, True):
+            generator.manual_seed(1)
+            buffer.normal_(0.0, STD, generator=generator)
+            torch._foreach_mul_(noise, factors)
+            (torch._foreach_sub_ if undo else torch._foreach_add_)(params, noise)
+
+    return step
+
+
+def naive(params: list[nn.Parameter]) -> Step:
+    generator = torch.Generator()
+
+    @torch.no_grad()
+    def step() -> None:
+        generator.manual_seed(1)
         saved = []
         for p in params:
             saved.append(p.detach().clone())
@@ -178,50 +226,142 @@ def naive_step(params: list[nn.Parameter]) -> Callable[[pl.Trainer, pl.Lightning
     return step
 
 
-class Setup(pl.Callback):
-    """Runs the fit-start hooks of the callbacks under test (they are not in the trainer's list)."""
-
-    def __init__(self, callbacks: list[pl.Callback]) -> None:
-        self.callbacks = callbacks
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for callback in self.callbacks:
-            drive_fit_start(callback, trainer, pl_module)
-
-
-def report(times: dict[str, list[float]], name: str, floor: str) -> None:
-    ratios = [a / b for a, b in zip(times[name], times[floor], strict=True)]
-    print(
-        f"    {name:<26s} {statistics.median(times[name]):8.0f} us   {floor:<18s}"
-        f" {statistics.median(times[floor]):8.0f} us   ratio {statistics.median(ratios):5.2f}x"
-    )
+def callbacks(chunk_size: int | None = None) -> dict[str, WeightNoise]:
+    noise = Gaussian(STD)
+    return {
+        "copy": WeightNoise(noise, seed=0, name="copy", chunk_size=chunk_size),
+        "regenerate": WeightNoise(noise, restore="regenerate", seed=0, name="regen", chunk_size=chunk_size),
+        "relative": WeightNoise(noise, relative=True, seed=0, name="rel", chunk_size=chunk_size),
+        "relative regenerate": WeightNoise(
+            noise, relative=True, restore="regenerate", seed=0, name="relregen", chunk_size=chunk_size
+        ),
+    }
 
 
-def time_weight_noise(rounds: int) -> None:
-    print(f"WeightNoise: added time per step (1 thread, {rounds} rounds; ~1M weights per model)")
-    for tensors, width in MODELS.items():
-        module = Layers(tensors, width)
+def median_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    return statistics.median(paired_ratios(samples, numerator, denominator))
+
+
+def bench_time(number: int, rounds: int) -> None:
+    print(f"\nTime per step, medians of {rounds} rounds of {number} calls (~1M float32 weights per model)")
+    ratios: dict[str, list[float]] = {}
+    for tensors in MODELS:
+        module, trainer = model(tensors)
         params = list(module.parameters())
-        copy = WeightNoise(Gaussian(STD), restore="copy", seed=0, name="copy")
-        regen = WeightNoise(Gaussian(STD), restore="regenerate", seed=0, name="regen")
-        rel = WeightNoise(Gaussian(STD), relative=True, seed=0, name="rel")
-        variants = {
-            "floor copy": floor_step(params),
-            "floor regenerate": floor_regenerate_step(params),
-            "WeightNoise copy": weight_noise_step(copy),
-            "WeightNoise regenerate": weight_noise_step(regen),
-            "WeightNoise relative copy": weight_noise_step(rel),
-            "naive per-parameter loop": naive_step(params),
+        noise = callbacks()
+        for callback in noise.values():
+            start(callback, trainer, module)
+        cases = {
+            "floor copy": floor_copy(params),
+            "WeightNoise copy": weight_noise_step(noise["copy"], trainer, module),
+            "floor regenerate": floor_regenerate(params),
+            "WeightNoise regenerate": weight_noise_step(noise["regenerate"], trainer, module),
+            "floor relative": floor_relative(params),
+            "WeightNoise relative": weight_noise_step(noise["relative"], trainer, module),
+            "floor relative regenerate": floor_relative_regenerate(params),
+            "WeightNoise relative regenerate": weight_noise_step(
+                noise["relative regenerate"], trainer, module
+            ),
+            "naive per-parameter loop": naive(params),
         }
-        timer = Timer(variants)
-        batches = rounds + timer.warmup
-        quiet_trainer(batches, [Setup([copy, regen, rel]), timer]).fit(module, loader(batches))
-        n = sum(p.numel() for p in params)
-        print(f"  {tensors} tensors, {n:,} weights: median us, and median of per-round ratios")
-        report(timer.times, "WeightNoise copy", "floor copy")
-        report(timer.times, "WeightNoise regenerate", "floor regenerate")
-        report(timer.times, "WeightNoise relative copy", "floor copy")
-        report(timer.times, "naive per-parameter loop", "WeightNoise copy")
+        samples = interleaved(cases, number, rounds, thread_clock())
+        print(f"  {tensors} tensors, {sum(p.numel() for p in params):,} weights")
+        for name, floor in (
+            ("WeightNoise copy", "floor copy"),
+            ("WeightNoise regenerate", "floor regenerate"),
+            ("WeightNoise relative", "floor relative"),
+            ("WeightNoise relative regenerate", "floor relative regenerate"),
+            ("floor relative", "floor copy"),
+            ("WeightNoise relative", "floor copy"),
+            ("naive per-parameter loop", "WeightNoise copy"),
+        ):
+            ratio = median_ratio(samples, name, floor)
+            ratios.setdefault(f"{name} / {floor}", []).append(ratio)
+            print(
+                f"    {name:<32s} {statistics.median(samples[name]):8.0f} us   {floor:<25s}"
+                f" {statistics.median(samples[floor]):8.0f} us   ratio {ratio:5.2f}x"
+            )
+
+    def row(key: str) -> tuple[str, bool]:
+        values = ratios[key]
+        return ", ".join(f"{v:.2f}x" for v in values), max(values) <= TARGET
+
+    sizes = "20, 200, 2000 tensors"
+    for mode in ("copy", "regenerate"):
+        shown, ok = row(f"WeightNoise {mode} / floor {mode}")
+        result(
+            f'`WeightNoise(restore="{mode}")` per step / floor `{mode}` ({sizes})',
+            shown,
+            f"{TARGET}x",
+            "met" if ok else "missed",
+            "reseed, one flat draw, _foreach_add_"
+            + (" (copy in, copy back)" if mode == "copy" else ", redraw, _foreach_sub_"),
+            SECTION,
+        )
+    shown, ok = row("WeightNoise relative / floor relative")
+    cost, _ = row("floor relative / floor copy")
+    regenerate, ok_regenerate = row("WeightNoise relative regenerate / floor relative regenerate")
+    result(
+        f"`WeightNoise(relative=True)` per step / its own floor ({sizes})",
+        shown + f" (its floor is {cost} of floor `copy`); with restore='regenerate' {regenerate}",
+        f"{TARGET}x",
+        "met" if ok and ok_regenerate else "missed",
+        "floor copy + per-tensor std (row sums and norms over a 32-blocked copy, one segment sum)"
+        " + _foreach_mul_",
+        SECTION,
+    )
+    shown, _ = row("naive per-parameter loop / WeightNoise copy")
+    result(f"naive per-parameter loop / `WeightNoise` ({sizes})", shown, section=SECTION)
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(step: Step) -> list[str]:
+    step()  # once outside: first-call allocations
+    with CountOps() as counter:
+        step()
+    return counter.ops
+
+
+def bench_ops() -> None:
+    print("\naten ops dispatched per step (TorchDispatchMode; each _foreach_* op counts one)")
+    counts: dict[tuple[str, str], list[int]] = {}
+    for tensors in MODELS:
+        module, trainer = model(tensors)
+        for chunking, chunk_size in (("default chunks", None), ("one chunk", 1 << 20)):
+            for mode, callback in callbacks(chunk_size).items():
+                start(callback, trainer, module)
+                assert callback._layout is not None
+                ops = count_ops(weight_noise_step(callback, trainer, module))
+                counts.setdefault((mode, chunking), []).append(len(ops))
+                if tensors == 20 and chunking == "one chunk":
+                    print(f"  {mode:<20s} {len(ops):3d} ops with one chunk: {', '.join(ops)}")
+                if chunking == "default chunks":
+                    chunks = len(callback._layout.chunks)
+                    print(f"  {tensors:5d} tensors, {mode:<20s} {len(ops):3d} ops ({chunks} chunks)")
+    flat = all(len(set(counts[(mode, "one chunk")])) == 1 for mode, _ in counts)
+    shown = "; ".join(
+        f"{mode} {'/'.join(str(c) for c in counts[(mode, 'one chunk')])}"
+        for mode in dict.fromkeys(m for m, _ in counts)
+    )
+    result(
+        "`WeightNoise` aten ops per step, one chunk, at 20/200/2000 tensors",
+        shown,
+        "does not grow with the tensors",
+        "met" if flat else "missed",
+        "TorchDispatchMode count around the four hooks of one step",
+        SECTION,
+    )
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -235,59 +375,74 @@ def _status(field: str) -> int:
     raise RuntimeError(field)
 
 
-class MemoryProbe(pl.Callback):
-    def __init__(self, callback: WeightNoise) -> None:
-        self.callback = callback
-        self.result: dict[str, int] = {}
+MEMORY_MODES: dict[str, dict[str, Any]] = {
+    "copy": {},
+    "regenerate": {"restore": "regenerate"},
+    "relative": {"relative": True},
+}
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+
+def measure_memory() -> None:
+    """Child process: one model of 20 tensors of 1M weights (76 MiB); per mode, peak extra bytes."""
+    module = Layers(20, 1000, bias=False)
+    trainer = fitted(module)
+    largest = max(p.numel() * p.element_size() for p in module.parameters())
+    total = sum(p.numel() * p.element_size() for p in module.parameters())
+    for mode, options in MEMORY_MODES.items():
+        callback = WeightNoise(Gaussian(STD), seed=0, **options)  # type: ignore[arg-type]
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")  # reset the peak (VmHWM) to the current resident size
         before = _status("VmRSS")
-        drive_fit_start(self.callback, trainer, pl_module)
-        step = weight_noise_step(self.callback)
-        for i in range(3):
-            step(trainer, pl_module, i)
-        self.result = {"peak_extra": _status("VmHWM") - before, "held": self.callback.buffer_bytes}
+        start(callback, trainer, module)
+        step = weight_noise_step(callback, trainer, module)
+        for _ in range(3):
+            step()
+        print(mode, _status("VmHWM") - before, callback.buffer_bytes, largest, total)
+        callback.teardown(trainer, module, "fit")  # drops (and unmaps) its buffers before the next mode
 
 
-def measure_memory(mode: str) -> None:
-    """Child process: one model of 20 tensors of 1M weights (80 MB), print peak extra bytes."""
-    module = Layers(20, 1000, bias=False)
-    callback = WeightNoise(Gaussian(STD), restore=mode, seed=0)  # type: ignore[arg-type]
-    probe = MemoryProbe(callback)
-    quiet_trainer(1, [probe]).fit(module, loader(1))
-    largest = max(p.numel() * p.element_size() for p in module.parameters())
-    total = sum(p.numel() * p.element_size() for p in module.parameters())
-    print(probe.result["peak_extra"], probe.result["held"], largest, total)
-
-
-def memory_report() -> None:
-    print("\nPeak extra memory (20 tensors x 1M float32 weights = 80 MB of parameters)")
+def bench_memory() -> None:
+    print("\nPeak extra memory (20 tensors x 1M float32 weights = 76 MiB of parameters)")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONWARNINGS="ignore")
-    for mode in ("copy", "regenerate"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--memory", mode], capture_output=True, text=True, check=True, env=env
-        ).stdout.split()
-        peak, held, largest, total = (int(v) for v in out[-4:])
+    lines = subprocess.run(
+        [sys.executable, __file__, "--memory"], capture_output=True, text=True, check=True, env=env
+    ).stdout.splitlines()
+    peaks: dict[str, float] = {}
+    for line in lines[-len(MEMORY_MODES) :]:
+        mode, *values = line.split()
+        peak, held, largest, total = (int(v) for v in values)
+        peaks[mode] = peak / 2**20
         print(
-            f"  restore={mode!r:<13s} peak RSS over baseline {peak / 2**20:6.1f} MiB"
+            f"  {mode:<11s} peak RSS over baseline {peak / 2**20:6.1f} MiB"
             f" (held buffers {held / 2**20:5.1f} MiB; parameters {total / 2**20:.0f} MiB,"
             f" largest tensor {largest / 2**20:.1f} MiB)"
         )
+    ok = peaks["copy"] < 76.3 + 3 * 3.8 and peaks["regenerate"] < 3 * 3.8
+    result(
+        'extra memory: `restore="copy"` / `"regenerate"` / `relative=True` (76 MiB of weights)',
+        f"{peaks['copy']:.1f} MiB / {peaks['regenerate']:.1f} MiB / {peaks['relative']:.1f} MiB",
+        "one copy / one tensor",
+        "met" if ok else "missed",
+        "peak RSS over the size before set-up (child process)",
+        SECTION,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--memory", choices=["copy", "regenerate"], help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="timing rounds (default 9)")
+    parser.add_argument("--number", type=int, default=3, help="calls per case per round (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.memory:
-        measure_memory(args.memory)
+        measure_memory()
         return
-    time_weight_noise(15 if args.quick else 60)
-    memory_report()
+    header("bench_weight_noise: WeightNoise per step against bare-tensor floors, aten ops, memory")
+    bench_time(args.number, args.rounds)
+    bench_ops()
+    bench_memory()
 
 
 if __name__ == "__main__":

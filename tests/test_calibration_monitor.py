@@ -79,7 +79,7 @@ def _val_logits(model: pl.LightningModule) -> tuple[Tensor, Tensor]:
 def test_logs_every_key_with_reference_values(make_trainer: MakeTrainer) -> None:
     pl.seed_everything(0)
     model = Classifier()
-    trainer = _fit(make_trainer, model, CalibrationMonitor(num_classes=10, n_bins=10))
+    trainer = _fit(make_trainer, model, CalibrationMonitor(num_classes=10, n_bins=10, log_figures=False))
     metrics = trainer.callback_metrics
     assert {f"val/cal/{k}" for k in KEYS} <= set(metrics)
     logits, y = _val_logits(model)
@@ -111,7 +111,8 @@ def test_step_returning_nothing_or_a_dict_gives_the_same_values(make_trainer: Ma
     values = []
     for cls in (Classifier, SilentClassifier, DictClassifier):
         pl.seed_everything(0)
-        trainer = _fit(make_trainer, cls(), CalibrationMonitor(num_classes=10), limit_train_batches=2)
+        monitor = CalibrationMonitor(num_classes=10, log_figures=False)  # the values, not the figures
+        trainer = _fit(make_trainer, cls(), monitor, limit_train_batches=1, num_sanity_val_steps=0)
         values.append({k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS})
     assert values[0] == values[1] == values[2]
 
@@ -123,12 +124,37 @@ def test_own_forward_runs_under_the_trainer_precision(make_trainer: MakeTrainer)
         trainer = _fit(
             make_trainer,
             cls(),
-            CalibrationMonitor(num_classes=10),
-            limit_train_batches=2,
+            CalibrationMonitor(num_classes=10, log_figures=False),
+            limit_train_batches=1,
+            num_sanity_val_steps=0,
             precision="bf16-mixed",
         )
         values.append({k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS})
     assert values[0] == values[1]
+
+
+class FailsOnce(Classifier):
+    """A model whose second test batch raises, the first time only (an interrupted evaluation)."""
+
+    failed = False
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        if batch_idx == 1 and not self.failed:
+            self.failed = True
+            raise RuntimeError("interrupted")
+        return super().test_step(batch, batch_idx)
+
+
+def test_an_interrupted_evaluation_leaves_nothing_in_the_next_one(make_trainer: MakeTrainer) -> None:
+    pl.seed_everything(0)
+    model = FailsOnce()
+    monitor = CalibrationMonitor(num_classes=10, stages=["val", "test"], log_figures=False)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        make_trainer(callbacks=[monitor]).test(model, DigitsDataModule(), verbose=False)
+    make_trainer(callbacks=[monitor]).test(model, DigitsDataModule(), verbose=False)
+    fresh = CalibrationMonitor(num_classes=10, stages=["test"], log_figures=False)
+    make_trainer(callbacks=[fresh]).test(model, DigitsDataModule(), verbose=False)
+    assert monitor.last_values == fresh.last_values  # the interrupted run's first batch is gone
 
 
 def test_weights_are_identical_with_and_without_the_monitor(make_trainer: MakeTrainer) -> None:
@@ -233,7 +259,9 @@ def test_multidimensional_outputs_are_flattened(make_trainer: MakeTrainer) -> No
     y = (x[:, 0] * 3).long().clamp(max=2)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     model = Segmenter()
-    trainer = make_trainer(max_epochs=1, callbacks=[CalibrationMonitor(num_classes=3, n_bins=5)])
+    trainer = make_trainer(
+        max_epochs=1, callbacks=[CalibrationMonitor(num_classes=3, n_bins=5, log_figures=False)]
+    )
     trainer.fit(model, loader, loader)
     with torch.no_grad():
         logits = model.eval()(x)

@@ -535,3 +535,25 @@ def test_compute_before_update_is_zero_and_reset_clears() -> None:
     assert float(metric.compute()) > 0
     metric.reset()
     assert float(metric.count.sum()) == 0
+
+
+def test_the_package_exports_every_class_and_functional_form() -> None:
+    import lit_noise.metrics
+
+    names = {
+        "AdaptiveCalibrationError",
+        "BrierScore",
+        "CalibrationError",
+        "NegativeLogLikelihood",
+        "ReliabilityDiagram",
+        "adaptive_calibration_error",
+        "brier_score",
+        "calibration_error",
+        "fit_temperature",
+        "negative_log_likelihood",
+        "plot_reliability_diagram",
+        "reliability_diagram",
+    }
+    assert set(lit_noise.metrics.__all__) == names
+    assert len(lit_noise.metrics.__all__) == len(names)
+    assert all(hasattr(lit_noise.metrics, name) for name in names)

@@ -80,7 +80,9 @@ def test_logs_every_key_with_values_equal_to_torchmetrics(
 ) -> None:
     names, severities, n_bins = ["contrast", "pixelate", "gaussian_blur"], [1, 3, 5], 10
     baseline = {name: [0.1, 0.2, 0.3, 0.4, 0.5] for name in [*names, "fog"]}
-    monitor = RobustnessMonitor(names, severities, max_samples="all", n_bins=n_bins, baseline_errors=baseline)
+    monitor = RobustnessMonitor(
+        names, severities, max_samples="all", n_bins=n_bins, baseline_errors=baseline, log_figures=False
+    )
     dm = _data()
     trainer = make_trainer(callbacks=[monitor])
     trainer.validate(trained, dm, verbose=False)
@@ -130,7 +132,9 @@ def test_noise_corruptions_are_deterministic_per_seed_and_the_same_every_epoch(
     trained: Classifier, make_trainer: Callable[..., pl.Trainer]
 ) -> None:
     def run(seed: int) -> dict[str, float]:
-        monitor = RobustnessMonitor(["gaussian_noise", "impulse_noise"], max_samples="all", seed=seed)
+        monitor = RobustnessMonitor(
+            ["gaussian_noise", "impulse_noise"], max_samples="all", seed=seed, log_figures=False
+        )
         make_trainer(callbacks=[monitor]).validate(trained, _data(), verbose=False)
         return monitor.last_values
 
@@ -143,7 +147,7 @@ def test_noise_corruptions_are_deterministic_per_seed_and_the_same_every_epoch(
 def test_max_samples_evaluates_the_first_samples_only(
     trained: Classifier, make_trainer: Callable[..., pl.Trainer]
 ) -> None:
-    monitor = RobustnessMonitor(["contrast"], [2], max_samples=40)
+    monitor = RobustnessMonitor(["contrast"], [2], max_samples=40, log_figures=False)
     dm = _data(batch_size=32)
     make_trainer(callbacks=[monitor]).validate(trained, dm, verbose=False)
     x, y = dm.val_set.tensors  # type: ignore[union-attr]
@@ -180,7 +184,7 @@ def test_same_values_whatever_the_step_returns_and_the_forward_chunking(
     names, severities = ["brightness", "speckle_noise"], [2, 4, 5]
 
     def run(model: Classifier, **options: Any) -> tuple[dict[str, float], int]:
-        monitor = RobustnessMonitor(names, severities, **options)
+        monitor = RobustnessMonitor(names, severities, log_figures=False, **options)
         make_trainer(callbacks=[monitor]).validate(model, _data(val_size=64), verbose=False)
         return monitor.last_values, getattr(model, "calls", 0)
 
@@ -290,7 +294,7 @@ def test_every_n_epochs_and_the_csv_logger_receive_every_key(tmp_path: Path) -> 
 
 
 def test_state_has_a_fixed_size(trained: Classifier, make_trainer: Callable[..., pl.Trainer]) -> None:
-    monitor = RobustnessMonitor(["contrast"], [1, 2], n_bins=7)
+    monitor = RobustnessMonitor(["contrast"], [1, 2], n_bins=7, log_figures=False)
     for size in (32, 160):
         make_trainer(callbacks=[monitor]).validate(trained, _data(val_size=size), verbose=False)
         assert monitor.bins.count.shape == (3, 7)
@@ -769,3 +773,16 @@ def test_two_process_ddp_values_equal_the_single_process_values(tmp_path: Path) 
     assert set(single.last_values) <= set(trainer.callback_metrics)
     for key, value in single.last_values.items():
         assert trainer.callback_metrics[key].item() == pytest.approx(value, abs=1e-6), key
+
+
+def test_test_batches_never_reach_the_suite() -> None:
+    """The batch-end hook the monitors share serves test batches too: this monitor leaves them alone."""
+    from types import SimpleNamespace
+
+    monitor = RobustnessMonitor(["contrast"], [1], log_figures=False)
+    monitor._active = True  # as if a validation epoch were being evaluated (one that never ended)
+    x, y = make_shapes(8, seed=0)
+    trainer = SimpleNamespace(testing=True, sanity_checking=False, global_rank=0)
+    monitor.on_test_batch_end(trainer, _model(), None, [x, y], 0)  # type: ignore[arg-type]
+    assert monitor._seen == 0
+    assert float(monitor.bins.count.sum()) == 0.0

@@ -199,6 +199,30 @@ def test_soft_nll_equals_cross_entropy_and_dense_targets() -> None:
         F.nll_loss(F.log_softmax(logits, 1), y, size_average=True)
 
 
+def test_nll_loss_takes_its_input_as_it_is() -> None:
+    scores = torch.randn(5, 4, generator=gen(5))  # not log-probabilities: nll_loss must not normalise them
+    distribution = torch.rand(5, 4, generator=gen(6)).softmax(1)
+    expected = -(distribution * scores).sum(1).mean()  # F.nll_loss's -input[i, y_i], against the distribution
+    torch.testing.assert_close(F.nll_loss(scores, SoftLabels(distribution)), expected)
+
+
+def test_loss_errors_name_the_loss_that_was_called() -> None:
+    logits = torch.randn(4, 3, generator=gen(3))
+    y = SoftLabels(torch.rand(4, 3, generator=gen(4)).softmax(1))
+    with pytest.raises(
+        ConfigurationError, match=r"^nll_loss: `reduction` must be one of 'mean', 'sum', 'none'"
+    ):
+        F.nll_loss(F.log_softmax(logits, 1), y, reduction="all")
+    with pytest.raises(ConfigurationError, match=r"^cross_entropy: `reduction` must be one of"):
+        F.cross_entropy(logits, y, reduction="all")
+    with pytest.raises(
+        ConfigurationError, match=r"^cross_entropy: `label_smoothing` must be a number in \[0, 1\]"
+    ):
+        F.cross_entropy(logits, y, label_smoothing=1.5)
+    with pytest.raises(ConfigurationError, match=r"^nll_loss: the input has shape \(4, 2\)"):
+        F.nll_loss(F.log_softmax(logits[:, :2], 1), y)
+
+
 # --------------------------------------------------------------------------- soft() and hard()
 
 
@@ -236,7 +260,7 @@ def test_soft_with_ignore_index_and_dense_layout() -> None:
     expected = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])
     assert torch.equal(out, expected)
     assert torch.equal(soft(torch.tensor(-100), 3, ignore_index=-100), torch.zeros(3))
-    with pytest.raises(RuntimeError):  # other labels outside the class range stay an error
+    with pytest.raises((RuntimeError, IndexError)):  # other labels outside the class range stay an error
         soft(torch.tensor([0, -100]), 3)
 
 

@@ -286,6 +286,7 @@ def test_applied_at_test_and_predict_not_at_validation(fitted: Fitted) -> None:
     torch.testing.assert_close(outputs.take("val"), _raw_logits(model, x_val))
     trainer.test(model, fitted.data, verbose=False)
     torch.testing.assert_close(outputs.take("test"), _raw_logits(model, x_test) / t)
+    assert "forward" not in vars(model)  # removed after test
     trainer.predict(model, fitted.data)
     torch.testing.assert_close(outputs.take("predict"), (_raw_logits(model, x_test) / t).softmax(1))
     assert "forward" not in vars(model)

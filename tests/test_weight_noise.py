@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy, SingleDeviceStrategy
 from scipy import stats
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from _param_noise_reference import (
     Net,
@@ -208,23 +210,145 @@ def test_restore_before_backward_raises() -> None:
         loss.backward()
 
 
-def test_relative_std_is_population_std_and_zero_for_constant_tensors() -> None:
+def _stat_tensors() -> list[Tensor]:
+    """Sizes around the 32-element rows of the statistics layout, and the numerically awkward cases."""
     g = torch.Generator().manual_seed(0)
-    tensors = [
+    return [
         torch.randn(50, 20, generator=g),
         1000.0 + 0.01 * torch.randn(400, generator=g),  # mean dwarfs the spread
+        1.0 + 1e-3 * torch.randn(100_000, generator=g),  # long, near-constant (a norm layer's weight)
         torch.full((30,), 0.1),  # constant, not exactly representable
         torch.zeros(8),  # zero-initialised bias
         torch.tensor([2.5]),  # single element
         torch.randn((), generator=g),  # 0-d
+        5.0 + torch.rand(33, generator=g),  # one element past a row
+        -3.0 * torch.rand(32, generator=g),  # exactly one row
+        torch.randn(257, generator=g).to(torch.float64),  # another dtype: a chunk of its own
     ]
-    layout = FlatLayout(tensors)
-    std = layout.std_(layout.chunks[0])
-    want = torch.stack([t.double().std(correction=0) for t in tensors])
-    torch.testing.assert_close(std, want.to(std.dtype), rtol=1e-4, atol=1e-7)
-    assert (
-        std[2:].eq(0).all()
-    )  # exactly zero (torch.std gives 7e-9 for the 0.1s): constant tensors get no noise
+
+
+@pytest.mark.parametrize("chunk_numel", [None, 64, 1000])
+@pytest.mark.parametrize("keep_copy", [True, False])
+def test_relative_std_is_population_std_and_zero_for_constant_tensors(
+    chunk_numel: int | None, keep_copy: bool
+) -> None:
+    tensors = _stat_tensors()
+    before = [t.clone() for t in tensors]
+    layout = FlatLayout(tensors, chunk_numel=chunk_numel, keep_copy=keep_copy, stats=True)
+    if keep_copy:
+        layout.save_()  # the statistics are read from the clean copy
+    got = {
+        i: float(s) for chunk in layout.chunks for i, s in zip(chunk.indices, layout.std_(chunk), strict=True)
+    }
+    want = [float(np.std(t.double().numpy())) for t in tensors]  # float64 oracle
+    for i, t in enumerate(tensors):
+        # within a few float32 roundings of the float64 value (the float32 inputs themselves are exact)
+        assert got[i] == pytest.approx(want[i], rel=3e-7 if t.dtype == torch.float32 else 1e-12, abs=0.0), i
+    assert [got[i] for i in (3, 4, 5, 6)] == [0.0] * 4  # exactly zero: constant tensors get no noise
+    assert all(torch.equal(t, b) for t, b in zip(tensors, before, strict=True))  # read only
+
+
+def test_stats_layout_draws_the_plain_stream_and_restores_exactly() -> None:
+    """The blocked layout pads the copy and the statistics, never the draw: the noise is the plain one."""
+    plain, blocked = _stat_tensors(), _stat_tensors()
+    clean = [t.clone() for t in plain]
+    layouts = [FlatLayout(plain, 64, keep_copy=True), FlatLayout(blocked, 64, keep_copy=True, stats=True)]
+    assert layouts[1].nbytes > layouts[0].nbytes  # padding to rows of STATS_BLOCK
+    for layout in layouts:
+        layout.save_()
+        layout.add_(lambda out, g: gaussian_(out, 0.1, 0.0, g), gens(4))
+    assert all(torch.equal(a, b) for a, b in zip(plain, blocked, strict=True))
+    assert not torch.equal(plain[0], clean[0])
+    layouts[1].restore_()
+    assert all(torch.equal(a, b) for a, b in zip(blocked, clean, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(layouts[1].clean_copies(), clean, strict=True))
+    with pytest.raises(RuntimeError, match="stats=False"):
+        layouts[1].replace_(lambda x, g: x, gens(0))
+    with pytest.raises(RuntimeError, match="stats=True"):
+        layouts[0].std_(layouts[0].chunks[0])
+
+
+def test_relative_noise_is_each_tensors_draw_times_its_std() -> None:
+    """Hand-written oracle: one draw per chunk, split in tensor order, times the float64 std."""
+    tensors = _stat_tensors()[:9]  # float32 only: one generator stream through the chunks
+    clean = [t.clone() for t in tensors]
+    layout = FlatLayout(tensors, chunk_numel=500, keep_copy=True, stats=True)
+    layout.save_()
+    done = layout.add_(lambda out, g: gaussian_(out, 0.5, 0.0, g), gens(9), relative=True)
+    g = torch.Generator().manual_seed(9)
+    for chunk in layout.chunks:
+        draw = torch.empty(sum(clean[i].numel() for i in chunk.indices)).normal_(0.0, 0.5, generator=g)
+        for i, piece in zip(
+            chunk.indices, draw.split([clean[i].numel() for i in chunk.indices]), strict=True
+        ):
+            noise = piece.double().view_as(clean[i]) * float(np.std(clean[i].double().numpy()))
+            # two float32 roundings (the product, the sum) and the float32 std's few ulps
+            bound = 1.2e-7 * (clean[i].double().abs() + 4 * noise.abs())
+            assert bool(((tensors[i].double() - (clean[i].double() + noise)).abs() <= bound).all()), i
+    layout.sub_(lambda out, g: gaussian_(out, 0.5, 0.0, g), gens(9), done)  # regenerate: within the bound
+    eps = torch.finfo(torch.float32).eps
+    for t, c in zip(tensors, clean, strict=True):
+        assert bool(((t - c).abs() <= 2 * eps * c.abs().clamp(min=1.0)).all())
+
+
+def test_both_ways_of_scaling_the_noise_give_the_same_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerators' way (factors repeated over the elements), run here on CPU, matches bit for bit."""
+    results = []
+    for foreach in ({"cpu"}, set()):
+        monkeypatch.setattr("lit_noise.functional.params._FOREACH_SCALING", frozenset(foreach))
+        tensors = _stat_tensors()
+        grads: list[Tensor | None] = [torch.zeros_like(t) for t in tensors]
+        grads[2] = None
+        layout = FlatLayout(tensors, chunk_numel=300, keep_copy=True, stats=True)
+        layout.save_()
+        layout.add_(lambda out, g: uniform_(out, 0.3, g), gens(2), relative=True)
+        layout.add_(
+            lambda out, g: gaussian_(out, 0.1, 0.0, g), gens(3), targets=grads, factors=layout.rms(grads)
+        )
+        results.append(tensors + [g for g in grads if g is not None])
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+    assert not torch.equal(results[0][0], _stat_tensors()[0])
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops(step: Callable[[], object]) -> int:
+    with _CountOps() as counter:
+        step()
+    return counter.count
+
+
+def _ops_per_call(n: int, keep_copy: bool) -> list[int]:
+    """aten ops of each layout call of a step, on one chunk of ``n`` tensors."""
+    tensors = [torch.randn(7 + i % 40) for i in range(n)]
+    layout = FlatLayout(tensors, chunk_numel=1 << 20, keep_copy=keep_copy, stats=True)
+    sample = lambda out, g: gaussian_(out, 0.1, 0.0, g)  # noqa: E731
+    done: list[Tensor | None] = []
+    steps: list[Callable[[], object]] = [
+        lambda: layout.add_(sample, gens(0), relative=True, done=done),
+        lambda: layout.sub_(sample, gens(0), done),
+        lambda: layout.rms(tensors),
+        lambda: layout.add_(sample, gens(0), targets=tensors, factors=layout.rms(tensors, per_tensor=False)),
+    ]
+    if keep_copy:
+        steps = [layout.save_, *steps, layout.restore_]
+    return [_ops(step) for step in steps]
+
+
+@pytest.mark.parametrize("keep_copy", [True, False])
+def test_aten_ops_per_step_do_not_grow_with_the_number_of_tensors(keep_copy: bool) -> None:
+    """One chunk of 3 tensors or of 300 (same dtype and device): the same ops, none per tensor."""
+    few, many = _ops_per_call(3, keep_copy), _ops_per_call(300, keep_copy)
+    assert few == many
+    assert max(many) < 40
 
 
 def test_relative_noise_is_scaled_by_each_tensors_std() -> None:
@@ -235,7 +359,7 @@ def test_relative_noise_is_scaled_by_each_tensors_std() -> None:
         torch.ones(64),
     ]
     clean = [t.clone() for t in tensors]
-    layout = FlatLayout(tensors)
+    layout = FlatLayout(tensors, stats=True)
     layout.add_(lambda out, gen: gaussian_(out, 0.05, 0.0, gen), gens(1), relative=True)
     for t, c in zip(tensors[:2], clean[:2], strict=True):
         ratio = ((t - c).std() / (0.05 * c.std(correction=0))).item()
@@ -327,7 +451,9 @@ def std_at(step: int) -> float:
     return STD.value(step)
 
 
-@pytest.mark.parametrize(("restore", "relative"), [("copy", False), ("regenerate", False), ("copy", True)])
+@pytest.mark.parametrize(
+    ("restore", "relative"), [("copy", False), ("regenerate", False), ("copy", True), ("regenerate", True)]
+)
 def test_matches_hand_written_reference_loop(
     make_trainer: Callable[..., pl.Trainer], restore: str, relative: bool
 ) -> None:

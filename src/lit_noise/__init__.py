@@ -7,6 +7,7 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 
 from importlib import metadata as _metadata
 
+from lit_noise._host_random import HostRandom
 from lit_noise.callbacks import (
     ActivationNoise,
     CalibrationMonitor,
@@ -91,6 +92,7 @@ __all__ = [
     "GaussianDropout",
     "GaussianNoise",
     "GradientNoise",
+    "HostRandom",
     "InputNoise",
     "Interval",
     "InverseTime",

@@ -20,7 +20,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 from typing_extensions import override
 
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 Unit = Literal["step", "epoch", "progress"]
-UNITS: tuple[str, ...] = ("step", "epoch", "progress")
+UNITS: tuple[str, ...] = get_args(Unit)
 
 
 @dataclass(frozen=True)

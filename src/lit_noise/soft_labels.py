@@ -101,7 +101,8 @@ def soft_nll_loss(
     return _soft_loss(log_probs, target, None, weight, reduction, "soft_nll_loss")
 
 
-def _soft_cross_entropy(
+def _soft_target_loss(
+    nll: bool,
     input: Tensor,
     target: SoftLabels,
     weight: Tensor | None = None,
@@ -111,32 +112,26 @@ def _soft_cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
+    """``F.cross_entropy`` on SoftLabels, or with ``nll`` ``F.nll_loss`` (``input``: log-probabilities).
+
+    The arguments are torch's, as torch passes them on (only ``cross_entropy`` has ``label_smoothing``).
+    """
+    owner = "nll_loss" if nll else "cross_entropy"
     if size_average is not None or reduce is not None:
+        if nll:
+            raise ConfigurationError(
+                "nll_loss on SoftLabels does not support the deprecated `size_average`/`reduce`; use"
+                " `reduction`."
+            )
         reduction = _reduction.legacy_get_string(size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
-        raise fail("cross_entropy", "label_smoothing", label_smoothing, "a number in [0, 1]")
+        raise fail(owner, "label_smoothing", label_smoothing, "a number in [0, 1]")
     class_dim = 0 if input.ndim == 1 else 1
     probs = target.soft
     if label_smoothing > 0.0:  # on the distribution, as torch does for probability targets
         probs = probs * (1 - label_smoothing) + label_smoothing / input.shape[class_dim]
-    log_probs = torch.log_softmax(input, class_dim)
-    return _soft_loss(log_probs, probs, target.hard == ignore_index, weight, reduction, "cross_entropy")
-
-
-def _soft_nll(
-    input: Tensor,
-    target: SoftLabels,
-    weight: Tensor | None = None,
-    size_average: bool | None = None,
-    ignore_index: int = -100,
-    reduce: bool | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    if size_average is not None or reduce is not None:
-        raise ConfigurationError(
-            "nll_loss on SoftLabels does not support the deprecated `size_average`/`reduce`; use `reduction`."
-        )
-    return _soft_loss(input, target.soft, target.hard == ignore_index, weight, reduction, "nll_loss")
+    log_probs = input if nll else torch.log_softmax(input, class_dim)
+    return _soft_loss(log_probs, probs, target.hard == ignore_index, weight, reduction, owner)
 
 
 def _loss(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -144,9 +139,7 @@ def _loss(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, 
     if not isinstance(target, SoftLabels):
         return _plain(func, args, kwargs)
     with torch._C.DisableTorchFunctionSubclass():
-        if func is F.nll_loss:
-            return _soft_nll(*args, **kwargs)
-        return _soft_cross_entropy(*args, **kwargs)
+        return _soft_target_loss(func is F.nll_loss, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------- carrying the distribution
@@ -718,27 +711,51 @@ def soft(y: Tensor, num_classes: int | None = None, ignore_index: int | None = N
         tensor([[0., 1., 0.],
                 [0., 0., 0.]])
     """
-    if isinstance(y, SoftLabels):
-        return y.soft
-    if y.is_floating_point() and y.ndim >= 2:
-        return y
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ConfigurationError(
-            f"soft: `y` must be integer class indices, SoftLabels or a (B, C) float tensor,"
-            f" got dtype {y.dtype} and shape {tuple(y.shape)}."
-        )
-    if num_classes is None:
-        raise ConfigurationError("soft: `num_classes` is required for integer class indices.")
-    ignored = None if ignore_index is None else y == ignore_index
-    labels = y.long() if ignored is None else y.long().masked_fill(ignored, 0)
-    if y.ndim == 0:
-        one_hot = F.one_hot(labels, num_classes).to(torch.get_default_dtype())
-        return one_hot if ignored is None else one_hot.masked_fill(ignored, 0.0)
+    if type(y) is Tensor and y.dtype == torch.int64 and y.ndim >= 1 and num_classes is not None:
+        labels, ignored = y, None  # the common case (int64 class indices) without the checks below
+        if ignore_index is not None:
+            ignored = y == ignore_index
+            labels = y.masked_fill(ignored, 0)
+    else:
+        if isinstance(y, SoftLabels):
+            return y.soft
+        if y.is_floating_point() and y.ndim >= 2:
+            return y
+        if y.is_floating_point() or y.dtype == torch.bool:
+            raise ConfigurationError(
+                f"soft: `y` must be integer class indices, SoftLabels or a (B, C) float tensor,"
+                f" got dtype {y.dtype} and shape {tuple(y.shape)}."
+            )
+        if num_classes is None:
+            raise ConfigurationError("soft: `num_classes` is required for integer class indices.")
+        ignored = None if ignore_index is None else y == ignore_index
+        labels = y.long() if ignored is None else y.long().masked_fill(ignored, 0)
+        if y.ndim == 0:
+            one_hot = F.one_hot(labels, num_classes).to(torch.get_default_dtype())
+            return one_hot if ignored is None else one_hot.masked_fill(ignored, 0.0)
+    if y.ndim == 1 and ignored is None and num_classes <= _EYE_MAX_CLASSES:
+        # Rows of a cached identity: one gather, fewer host steps than allocating and scattering.
+        return _eye(num_classes, y.device).index_select(0, labels)
     # One scatter (F.one_hot also scans the labels for their range, and builds int64 first).
     shape = (y.shape[0], num_classes, *y.shape[1:])
     one_hot = torch.zeros(shape, dtype=torch.get_default_dtype(), device=y.device)
     one_hot.scatter_(1, labels.unsqueeze(1), 1.0)
     return one_hot if ignored is None else one_hot.masked_fill_(ignored.unsqueeze(1), 0.0)
+
+
+_EYE_MAX_CLASSES = 1024
+_EYES: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def _eye(num_classes: int, device: torch.device) -> Tensor:
+    """The cached ``(C, C)`` identity in torch's default dtype on ``device`` (never modified)."""
+    key = (num_classes, torch.get_default_dtype(), device)
+    eye = _EYES.get(key)
+    if eye is None:
+        if len(_EYES) > 32:
+            _EYES.clear()
+        eye = _EYES[key] = torch.eye(num_classes, dtype=key[1], device=device)
+    return eye
 
 
 def hard(y: Tensor) -> Tensor:

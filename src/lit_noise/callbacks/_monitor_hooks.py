@@ -1,9 +1,9 @@
-"""The fit-start and first-batch hooks both monitors share: W&B summaries and the target check."""
+"""The hooks both monitors share: W&B summaries, the first targets' check, the evaluation batches."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -12,7 +12,28 @@ from typing_extensions import override
 from lit_noise import reporting
 from lit_noise.callbacks.monitoring import check_training_targets
 
-__all__ = ["MonitorHooks"]
+__all__ = ["EvaluationBatch", "MonitorHooks", "evaluation_stage"]
+
+
+class EvaluationBatch(NamedTuple):
+    """A validation or test batch as its batch-end hook sees it, with the stage (``"val"`` or ``"test"``)."""
+
+    stage: str
+    outputs: Any
+    batch: Any
+    batch_idx: int
+    dataloader_idx: int
+
+
+def evaluation_stage(trainer: pl.Trainer) -> str:
+    """``"test"`` while ``trainer.test`` runs, else ``"val"`` (validation, sanity check, ``validate``).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> evaluation_stage(SimpleNamespace(testing=True)), evaluation_stage(SimpleNamespace(testing=False))
+        ('test', 'val')
+    """
+    return "test" if trainer.testing else "val"
 
 
 class MonitorHooks(Callback):
@@ -20,7 +41,8 @@ class MonitorHooks(Callback):
 
     Subclasses set ``summaries`` (the user's mapping or ``None``), ``_summaries`` (what to define),
     ``_target_path`` and ``_inspected`` (whether a batch's targets were already checked) in
-    ``__init__``.
+    ``__init__``, and implement :meth:`_evaluation_batch`, which the validation and the test
+    batch-end hooks both call (one hook serves both: the stage comes from the trainer).
 
     Example:
         >>> issubclass(MonitorHooks, Callback)
@@ -46,3 +68,24 @@ class MonitorHooks(Callback):
             return
         self._inspected = True  # no sanity check ran: refuse regression targets before the first step
         check_training_targets(type(self).__name__, batch, self._target_path)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        step = EvaluationBatch(evaluation_stage(trainer), outputs, batch, batch_idx, dataloader_idx)
+        self._evaluation_batch(trainer, pl_module, step)
+
+    on_test_batch_end = on_validation_batch_end
+
+    def _evaluation_batch(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: EvaluationBatch
+    ) -> None:
+        """Take one validation or test batch (both batch-end hooks end here)."""
+        raise NotImplementedError

@@ -288,34 +288,16 @@ class ActivationNoise(NoiseCallback):
             for name, module, pad in self._targets
         ]
 
-    def _remove(self) -> None:
+    def _remove(self, *_: Any, **__: Any) -> None:
+        """Remove the forward hooks (idempotent); as a hook, whatever the hook's arguments."""
         handles, self._handles, self._window = self._handles, [], None
         for handle in handles:
             handle.remove()
 
-    @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self._remove()
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove()  # the module's on_train_batch_start returned -1: no on_train_batch_end
-
-    @override
-    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove()
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove()
-
-    @override
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        self._remove()
+    # The window closes at the end of the batch, and on every way out of it: at the epoch's end (the
+    # module's on_train_batch_start returned -1: no on_train_batch_end), before validation, at the
+    # end of training and on an exception. One method serves all these hooks.
+    on_train_batch_end = on_train_epoch_end = on_validation_start = on_train_end = on_exception = _remove
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

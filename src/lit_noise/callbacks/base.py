@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
+from lit_noise._rng import GeneratorCache, default_seed, mix_counter, mix_seed, stream_id
 from lit_noise._settings import constructor_settings, log_settings
 from lit_noise._validation import check_int, check_range
 from lit_noise.callbacks._resume import warn_if_data_order_differs
@@ -285,7 +285,9 @@ class NoiseCallback(Callback):
         if prefix is None:
             seed = self.seed if self.seed is not None else 0
             prefix = self._seed_prefixes[(self.seed, rank)] = mix_seed(seed, self._stream, rank)
-        return self._generators.get(device, prefix + (trainer.current_epoch << 32) + batch_idx)
+        return self._generators.seeded(
+            device, mix_counter(prefix + (trainer.current_epoch << 32) + batch_idx)
+        )
 
     def _should_log(self, trainer: pl.Trainer) -> bool:
         return flushes_logs(trainer, self._log_every, self._epoch_loop)

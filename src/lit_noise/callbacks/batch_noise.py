@@ -25,7 +25,7 @@ from lit_noise.soft_labels import SoftLabels, _class_rows, hard
 __all__ = ["BatchNoise"]
 
 
-def _gate(noisy: Tensor, clean: Tensor, p: float, generator: torch.Generator) -> Tensor:
+def _gate(noisy: Tensor, clean: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     """Keep ``noisy`` for a random fraction ``p`` of the samples, ``clean`` for the others.
 
     When the noise turned class indices into a distribution (``SoftLabels`` or ``(B, C, ...)``
@@ -71,6 +71,11 @@ class BatchNoise(NoiseCallback):
     the real positions (:meth:`~lit_noise.noise.Noise.apply_where`); a noise that drops tokens
     (:class:`~lit_noise.TokenDrop`) writes the updated mask back.
 
+    Lightning calls every callable hook of every callback on every step (each call in a profiler
+    context); the per-batch hooks this callback does not use are ``None`` on the class, so that only
+    ``on_train_batch_start`` costs a call. A subclass that needs one defines it (there is no
+    ``super()`` hook to call).
+
     Example:
         >>> from lit_noise import Gaussian
         >>> BatchNoise(Gaussian(std=0.1), key="inputs.image", name="image").key
@@ -79,10 +84,17 @@ class BatchNoise(NoiseCallback):
 
     role = "input"
 
+    # Hooks Lightning then skips (it calls only callable ones): saves their dispatch on every batch.
+    on_before_backward = on_after_backward = on_before_optimizer_step = None  # type: ignore[assignment]
+    on_before_zero_grad = on_train_batch_end = None  # type: ignore[assignment]
+    on_validation_batch_start = on_validation_batch_end = None  # type: ignore[assignment]
+    on_test_batch_start = on_test_batch_end = None  # type: ignore[assignment]
+    on_predict_batch_start = on_predict_batch_end = None  # type: ignore[assignment]
+
     def __init__(
         self,
         noise: Noise,
-        key: BatchKey,
+        key: BatchKey = 0,
         p: ScheduleLike = 1.0,
         clamp: Sequence[float] | None = None,
         seed: int | None = None,
@@ -115,6 +127,11 @@ class BatchNoise(NoiseCallback):
         # The per-sample probability is logged as `noise/<name>/p`, or `sample_p` when the noise has a
         # `p` of its own (SymmetricFlip, PairFlip, Mask), so neither hides the other.
         self._gate_key = "sample_p" if "p" in noise.schedules() else "p"
+        self._draws = noise.draws
+        self._check_noise(noise)
+
+    def _check_noise(self, noise: Noise) -> None:
+        """Refuse a noise this callback's role cannot take (InputNoise: label noise)."""
 
     @staticmethod
     def _check_clamp(owner: str, clamp: Sequence[float] | None) -> tuple[float, float] | None:
@@ -159,7 +176,8 @@ class BatchNoise(NoiseCallback):
         noise = self.noise
         noise.check(clean, self.role)
         (params, p, logged), fresh = self._strengths(trainer, self._resolve)
-        generator = self._generator(clean.device, trainer, batch_idx)
+        # A noise that draws nothing (LabelSmoothing) needs a generator only for the per-sample gate.
+        generator = self._generator(clean.device, trainer, batch_idx) if self._draws or p < 1.0 else None
         if self._mask_path is None:
             if self._warn_unmasked_drop:
                 self._check_unmasked_drop(batch)

@@ -15,7 +15,7 @@ from lit_noise import reporting
 from lit_noise._optional import require
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks._monitor_hooks import MonitorHooks
+from lit_noise.callbacks._monitor_hooks import EvaluationBatch, MonitorHooks, evaluation_stage
 from lit_noise.callbacks.monitoring import (
     ForwardFn,
     check_classification,
@@ -186,56 +186,29 @@ class CalibrationMonitor(MonitorHooks):
         return self._generate_state_key(stages=self.stages)
 
     # ---------------------------------------------------------------------------------------- hooks
+    # One hook serves validation and test (the stage comes from the trainer), as in MonitorHooks.
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start("val", pl_module)
-
-    @override
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start("test", pl_module)
-
-    @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update("val", trainer, pl_module, outputs, batch)
-
-    @override
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._update("test", trainer, pl_module, outputs, batch)
-
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._finish("val", trainer, pl_module)
-
-    @override
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._finish("test", trainer, pl_module)
-
-    # ---------------------------------------------------------------------------------------- steps
-
-    def _start(self, stage: str, pl_module: pl.LightningModule) -> None:
+        stage = evaluation_stage(trainer)
         if stage in self.metrics:
             self.metrics[stage].prepare(pl_module.device)
 
-    def _update(
-        self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any
+    on_test_epoch_start = on_validation_epoch_start
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(evaluation_stage(trainer), trainer, pl_module)
+
+    on_test_epoch_end = on_validation_epoch_end
+
+    # ---------------------------------------------------------------------------------------- steps
+
+    @override
+    def _evaluation_batch(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: EvaluationBatch
     ) -> None:
+        stage, outputs, batch = step.stage, step.outputs, step.batch
         metrics = self.metrics.get(stage)
         if metrics is None:
             return

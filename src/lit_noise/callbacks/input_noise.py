@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing_extensions import override
 
-from lit_noise.batch import BatchKey
 from lit_noise.callbacks.batch_noise import BatchNoise
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
-from lit_noise.schedules import ScheduleLike
 
 __all__ = ["InputNoise"]
 
@@ -81,18 +79,8 @@ class InputNoise(BatchNoise):
 
     role = "input"
 
-    def __init__(
-        self,
-        noise: Noise,
-        key: BatchKey = 0,
-        p: ScheduleLike = 1.0,
-        clamp: Sequence[float] | None = None,
-        seed: int | None = None,
-        name: str | None = None,
-        scale: float = 1.0,
-        mask_key: BatchKey = None,
-    ) -> None:
-        super().__init__(noise, key, p, clamp, seed, name, scale, mask_key)
+    @override
+    def _check_noise(self, noise: Noise) -> None:
         if noise.applies_to == "labels":
             raise ConfigurationError(
                 f"InputNoise: `noise` must be an input noise, got the label noise {type(noise).__name__};"

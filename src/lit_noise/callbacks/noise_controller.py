@@ -191,6 +191,10 @@ class NoiseController(Callback):
         True
     """
 
+    # `mode` ... `max_scale`, `reference`, `gap` and `warmup` are ScaleControl's arguments again, on
+    # purpose (`duplicates` pairs them): the callback must list them itself to be built from YAML and
+    # LightningCLI with their types and defaults, and ScaleControl, the torch-free rule they set,
+    # takes them as its own API; ScaleControl checks them (one place for their validation).
     def __init__(
         self,
         monitor: str = "val/acc",

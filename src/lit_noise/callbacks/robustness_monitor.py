@@ -19,7 +19,7 @@ from lit_noise._optional import require
 from lit_noise._rng import GeneratorCache, stream_id
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read
-from lit_noise.callbacks._monitor_hooks import MonitorHooks
+from lit_noise.callbacks._monitor_hooks import EvaluationBatch, MonitorHooks
 from lit_noise.callbacks.monitoring import (
     ForwardFn,
     check_classification,
@@ -482,25 +482,21 @@ class RobustnessMonitor(MonitorHooks):
             return eval_forward(pl_module, inputs, self.forward_fn, type(self).__name__, step_helps=False)
 
     @override
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+    def _evaluation_batch(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: EvaluationBatch
     ) -> None:
+        if step.stage != "val":  # the suite runs on the validation data only
+            return
         if not (self._active or (trainer.sanity_checking and not self._checked)):
             return
         owner = type(self).__name__
-        x = read(batch, self._input_path, owner).detach()
-        target = read(batch, self._target_path, owner)
+        x = read(step.batch, self._input_path, owner).detach()
+        target = read(step.batch, self._target_path, owner)
         full = x.shape[0]
         count = full if self.max_samples is None else min(full, self.max_samples - self._seen)
         if count <= 0:
             return
-        clean = step_logits(outputs)
+        clean = step_logits(step.outputs)
         clean = clean.detach() if clean is not None and clean.shape[0] == full else None
         first = not self._checked
         if first:  # the whole batch is checked, so that the messages show its shapes
@@ -541,8 +537,8 @@ class RobustnessMonitor(MonitorHooks):
                             self.seed,
                             self._stream,
                             rank,
-                            dataloader_idx,
-                            batch_idx,
+                            step.dataloader_idx,
+                            step.batch_idx,
                             pair.stream,
                             pair.severity,
                         )

@@ -314,25 +314,9 @@ class TemperatureScaling(Callback):
 
     @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._apply("test", trainer, pl_module)
+        self._apply("predict" if trainer.predicting else "test", trainer, pl_module)
 
-    @override
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._apply("predict", trainer, pl_module)
-
-    @override
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove()
-
-    @override
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove()
-
-    @override
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
-        self._remove()
+    on_predict_start = on_test_start  # one hook for both stages: the stage comes from the trainer
 
     def _fit_for_loaded_weights(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fit ``T`` now, on the validation data, for weights that came without one (``fit_missing``)."""
@@ -375,7 +359,8 @@ class TemperatureScaling(Callback):
         wrapped = _divided(target.forward, self.temperature, type(self).__name__, type(target).__name__)
         target.__dict__["forward"] = wrapped  # on the instance: model(x) and model.forward(x) both see it
 
-    def _remove(self) -> None:
+    def _remove(self, *_: Any, **__: Any) -> None:
+        """Give the module its own forward back (idempotent); as a hook, whatever the hook's arguments."""
         if self._wrapped is None:
             return
         target, previous = self._wrapped
@@ -384,6 +369,8 @@ class TemperatureScaling(Callback):
             target.__dict__.pop("forward", None)
         else:
             target.__dict__["forward"] = previous
+
+    on_test_end = on_predict_end = on_exception = _remove
 
     # ---------------------------------------------------------------------------------------- state
 

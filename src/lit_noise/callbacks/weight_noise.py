@@ -238,7 +238,9 @@ class WeightNoise(NoiseCallback):
                     " restore='copy'."
                 )
         self._params, self._aliases = params, aliases
-        self._layout = FlatLayout(params, self.chunk_size, keep_copy=self.restore == "copy")
+        self._layout = FlatLayout(
+            params, self.chunk_size, keep_copy=self.restore == "copy", stats=self.relative
+        )
         self._pending = None
 
     def _check_optimizers(self, optimizers: Sequence[Optimizer]) -> None:
@@ -252,14 +254,16 @@ class WeightNoise(NoiseCallback):
 
     # ---------------------------------------------------------------- perturb
 
-    def _replay_generators(
+    def _replay(
         self, trainer: pl.Trainer, pending: _Pending
-    ) -> dict[torch.device, torch.Generator]:
-        """Generators in the state the perturbation ``pending`` drew from (same counters)."""
+    ) -> tuple[Sampler, dict[torch.device, torch.Generator]]:
+        """The sampler of the additive perturbation ``pending`` and generators in the state it drew from."""
         assert self._layout is not None
+        assert pending.sample is not None
         if trainer.current_epoch != pending.epoch:  # never in Lightning's loops: restores precede epoch ends
             raise RuntimeError("WeightNoise: cannot replay the noise of an earlier epoch.")
-        return {d: self._generator(d, trainer, pending.batch_idx) for d in self._layout.devices}
+        generators = {d: self._generator(d, trainer, pending.batch_idx) for d in self._layout.devices}
+        return pending.sample, generators
 
     @override
     def on_train_batch_start(
@@ -294,9 +298,7 @@ class WeightNoise(NoiseCallback):
         if self.restore == "copy":
             self._layout.restore_()
         else:
-            assert pending.sample is not None
-            generators = self._replay_generators(trainer, pending)
-            self._layout.sub_(pending.sample, generators, pending.factors)
+            self._layout.sub_(*self._replay(trainer, pending), pending.factors)
 
     @override
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -353,9 +355,7 @@ class WeightNoise(NoiseCallback):
         if self.restore == "copy":
             clean = layout.clean_copies()
         else:
-            assert pending.sample is not None
-            generators = self._replay_generators(trainer, pending)
-            clean = layout.replayed_clean(pending.sample, generators, pending.factors)
+            clean = layout.replayed_clean(*self._replay(trainer, pending), pending.factors)
         for param, value, aliases in zip(self._params, clean, self._aliases, strict=True):
             for alias in aliases:
                 stored = state.get(alias)

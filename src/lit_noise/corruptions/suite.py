@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -443,64 +444,36 @@ def corrupt(
 # --------------------------------------------------------------------------- built-ins
 
 
-def _gaussian_noise(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.gaussian_noise(x, c[0], generator)
+def _on_params(
+    function: Callable[..., Tensor], random: bool, x: Tensor, c: Params, generator: torch.Generator | None
+) -> Tensor:
+    """A built-in corruption as ``f(x, params, generator)``, one function for all ten.
+
+    ``function`` (of :mod:`lit_noise.corruptions.functional`) is called with one severity's
+    parameters in the table's order, then the generator where it draws (``random``).
+    """
+    return function(x, *c, generator) if random else function(x, *c)
 
 
-def _shot_noise(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.shot_noise(x, c[0], generator)
-
-
-def _impulse_noise(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.impulse_noise(x, c[0], generator)
-
-
-def _speckle_noise(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.speckle_noise(x, c[0], generator)
-
-
-def _gaussian_blur(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.gaussian_blur(x, c[0])
-
-
-def _defocus_blur(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.defocus_blur(x, c[0], c[1])
-
-
-def _contrast(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.contrast(x, c[0])
-
-
-def _brightness(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.brightness(x, c[0])
-
-
-def _saturate(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.saturate(x, c[0], c[1])
-
-
-def _pixelate(x: Tensor, c: Params, generator: torch.Generator | None) -> Tensor:
-    return CF.pixelate(x, c[0])
-
-
-_BUILTINS: tuple[tuple[str, CorruptionFunction, bool, int | None, bool], ...] = (
-    # name, function, any_shape, channels, random
-    ("gaussian_noise", _gaussian_noise, True, None, True),
-    ("shot_noise", _shot_noise, True, None, True),
-    ("impulse_noise", _impulse_noise, True, None, True),
-    ("speckle_noise", _speckle_noise, True, None, True),
-    ("gaussian_blur", _gaussian_blur, False, None, False),
-    ("defocus_blur", _defocus_blur, False, None, False),
-    ("contrast", _contrast, False, None, False),
-    ("brightness", _brightness, False, None, False),
-    ("saturate", _saturate, False, 3, False),
-    ("pixelate", _pixelate, False, None, False),
+_BUILTINS: tuple[tuple[str, Callable[..., Tensor], bool, int | None, bool], ...] = (
+    # name, function of lit_noise.corruptions.functional (its parameters in the tables' order),
+    # any_shape, channels, random
+    ("gaussian_noise", CF.gaussian_noise, True, None, True),
+    ("shot_noise", CF.shot_noise, True, None, True),
+    ("impulse_noise", CF.impulse_noise, True, None, True),
+    ("speckle_noise", CF.speckle_noise, True, None, True),
+    ("gaussian_blur", CF.gaussian_blur, False, None, False),
+    ("defocus_blur", CF.defocus_blur, False, None, False),
+    ("contrast", CF.contrast, False, None, False),
+    ("brightness", CF.brightness, False, None, False),
+    ("saturate", CF.saturate, False, 3, False),
+    ("pixelate", CF.pixelate, False, None, False),
 )
 
 for _name, _function, _any_shape, _channels, _random in _BUILTINS:
     register(
         _name,
-        _function,
+        partial(_on_params, _function, _random),
         {"cifar10": CIFAR10_C[_name], "imagenet": IMAGENET_C[_name]},
         any_shape=_any_shape,
         channels=_channels,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import struct
 import warnings
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -15,7 +16,8 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from typing_extensions import override
 
-from lit_noise._rng import GeneratorCache, default_seed, mix_seed, stream_id
+from lit_noise._host_random import HostRandom
+from lit_noise._rng import _MAX_SEED, GeneratorCache, _splitmix64, default_seed, mix_seed, stream_id
 from lit_noise._settings import constructor_settings, log_settings
 from lit_noise._validation import check_choice, check_int, check_range, fail
 from lit_noise.batch import BatchKey, normalize_key, read, write
@@ -25,7 +27,7 @@ from lit_noise.functional.mix import (
     MIX_MODES,
     MixMode,
     MixParams,
-    mix_batch,
+    mix_params,
     one_hot_smooth,
     sample_mix_params,
 )
@@ -37,7 +39,6 @@ __all__ = ["MixupDataModule"]
 
 _OWNER = "MixupDataModule"
 _NO_CLOCK = Clock()
-_CPU = torch.device("cpu")
 # Hooks answered by the wrapped DataModule itself: set as instance attributes, so that Lightning's
 # `is_overridden` (which reads the instance) sees exactly what the inner DataModule defines.
 _DELEGATED = (
@@ -249,9 +250,9 @@ class MixupDataModule(pl.LightningDataModule):
         self._mixup_possible = self.mixup_alpha.min_max()[1] > 0.0
         self._cutmix_possible = self.cutmix_minmax is not None or self.cutmix_alpha.min_max()[1] > 0.0
         self._constant = all(s.is_constant for s in self._schedules())
+        self._resolved: tuple[float, dict[str, float]] | None = None
         self._stream = stream_id(_OWNER)
         self._device_generators = GeneratorCache()
-        self._host_generators = GeneratorCache()
         self._seed_prefix: tuple[tuple[int, int], int] | None = None
         self._logger = _MixLogger(self)
         self._pending_log: tuple[dict[str, float], MixParams | None] | None = None
@@ -490,8 +491,18 @@ class MixupDataModule(pl.LightningDataModule):
         )
 
     def _resolve(self, trainer: pl.Trainer | None) -> dict[str, float]:
-        """The current values, ``prob`` and ``label_smoothing`` multiplied by ``scale`` (max 1)."""
-        clock = _NO_CLOCK if self._constant or trainer is None else training_clock(trainer, self._total_steps)
+        """The current values, ``prob`` and ``label_smoothing`` multiplied by ``scale`` (max 1).
+
+        Constant schedules are resolved once per ``scale`` (the controller's knob) and reused.
+        """
+        if self._constant:
+            cached = self._resolved
+            if cached is None or cached[0] != self.scale:
+                self._resolved = cached = (self.scale, self._values(_NO_CLOCK))
+            return cached[1]
+        return self._values(_NO_CLOCK if trainer is None else training_clock(trainer, self._total_steps))
+
+    def _values(self, clock: Clock) -> dict[str, float]:
         return {
             "mixup_alpha": self.mixup_alpha(clock),
             "cutmix_alpha": self.cutmix_alpha(clock),
@@ -501,20 +512,23 @@ class MixupDataModule(pl.LightningDataModule):
 
     def _batch_generators(
         self, x: Tensor, epoch: int, batch_idx: int
-    ) -> tuple[torch.Generator, torch.Generator | None]:
+    ) -> tuple[torch.Generator, HostRandom | None]:
         """A batch's generators, seeded from (seed, stream, rank, epoch, batch index).
 
-        One on the batch's device (partners, per-sample draws), and in mode ``"batch"`` one on the
-        host (its single draw; ``None`` in the other modes, which do not use it).
+        One on the batch's device (partners, per-sample draws), and in mode ``"batch"`` a
+        pure-Python stream on the host (its single draw, made without a tensor operation; ``None``
+        in the other modes, which do not use it).
         """
         seed = self.seed if self.seed is not None else 0
         key = (seed, self._rank)
         if self._seed_prefix is None or self._seed_prefix[0] != key:
-            self._seed_prefix = (key, mix_seed(seed, self._stream, self._rank))
-        counter = (epoch << 32) + batch_idx
-        prefix = self._seed_prefix[1]
-        host = self._host_generators.get(_CPU, prefix, counter, 1) if self.mode == "batch" else None
-        return self._device_generators.get(x.device, prefix, counter), host
+            # mix_seed hashes its counters one after the other: keep the state after the prefix.
+            self._seed_prefix = (key, _splitmix64(mix_seed(seed, self._stream, self._rank)))
+        # The device seed is mix_seed(prefix, counter), the host one mix_seed(prefix, counter, 1),
+        # continued from the kept state (one hash each instead of two and three).
+        state = _splitmix64(self._seed_prefix[1] ^ ((epoch << 32) + batch_idx))
+        host = HostRandom(_splitmix64(state ^ 1) & _MAX_SEED) if self.mode == "batch" else None
+        return self._device_generators.seeded(x.device, state & _MAX_SEED), host
 
     def mix_tensors(
         self,
@@ -522,14 +536,15 @@ class MixupDataModule(pl.LightningDataModule):
         y: Tensor,
         values: dict[str, float],
         generator: torch.Generator | None = None,
-        host_generator: torch.Generator | None = None,
+        host_generator: torch.Generator | HostRandom | None = None,
     ) -> tuple[Tensor, Tensor, MixParams | None]:
         """Mix one batch's inputs and targets with resolved ``values`` (no trainer needed).
 
-        ``generator`` lives on the batch's device, ``host_generator`` on the CPU (mode ``"batch"``
-        draws its λ and box there). Returns the mixed inputs, the mixed ``(B, C)`` target
-        distributions and the draw (``None`` when nothing was mixed: ``prob`` is 0, no method is
-        active, or the batch has a single sample, which has no partner).
+        ``generator`` lives on the batch's device, ``host_generator`` on the host (mode ``"batch"``
+        draws its λ and box there: a CPU ``torch.Generator`` or a :class:`~lit_noise.HostRandom`).
+        Returns the mixed inputs, the mixed ``(B, C)`` target distributions and the draw (``None``
+        when nothing was mixed: ``prob`` is 0, no method is active, or the batch has a single
+        sample, which has no partner).
         """
         y_soft = one_hot_smooth(y, self.num_classes, values["label_smoothing"])
         mixup_alpha, cutmix_alpha, prob = values["mixup_alpha"], values["cutmix_alpha"], values["prob"]
@@ -549,7 +564,7 @@ class MixupDataModule(pl.LightningDataModule):
             spatial_size=tuple(x.shape[-2:]) if x.ndim >= 3 else None,
             host_generator=host_generator,
         )
-        x_mixed, y_mixed = mix_batch(x, y_soft, params.lam, params.index, params.use_cutmix, params.boxes)
+        x_mixed, y_mixed = mix_params(x, y_soft, params)
         return x_mixed, y_mixed, params
 
     def _mix(self, batch: Any, trainer: pl.Trainer) -> Any:
@@ -572,13 +587,49 @@ class MixupDataModule(pl.LightningDataModule):
                 UserWarning,
                 stacklevel=2,
             )
-        targets: Tensor = SoftLabels(y_mixed) if self.target_format == "soft_labels" else y_mixed
+        targets: Tensor = y_mixed
+        if self.target_format == "soft_labels":
+            hard = _dominant_class(y, y_mixed, params, values["label_smoothing"])
+            targets = SoftLabels(y_mixed) if hard is None else SoftLabels._wrap(y_mixed, hard)
         batch = _replace(batch, self._input_path, x_mixed)
         batch = _replace(batch, self._target_path, targets)
         self.last_values = values
         self.last_params = params
         self._pending_log = (values, params)
         return batch
+
+
+def _dominant_class(y: Tensor, y_mixed: Tensor, params: MixParams | None, smoothing: float) -> Tensor | None:
+    """The argmax of the mixed one-hot rows when it is known without computing it, else ``None``.
+
+    Without label smoothing, a batch mixed with one host-held weight ``w`` (mode ``"batch"``) has
+    rows ``lerp(one_hot(y[index]), one_hot(y), w)``, computed with ``w`` rounded to the rows'
+    dtype: the own class wins for ``w > 1/2``, the partner's for ``w < 1/2`` (``torch.lerp`` gives
+    ``w`` or ``1 - (1 - w)`` against ``1 - w``); a tie (``w == 1/2``) is left to ``argmax``.
+    """
+    if smoothing != 0.0 or type(y) is not Tensor or y.dtype != torch.int64 or y.ndim != 1:
+        return None  # smoothed, soft (SoftLabels, probabilities) or sequence targets: argmax
+    if params is None:
+        return y
+    if params.host is None or y_mixed.dtype not in _WEIGHT_ROUNDING:
+        return None
+    weight = _WEIGHT_ROUNDING[y_mixed.dtype](params.host[0])
+    if weight > 0.5:
+        return y
+    return y.index_select(0, params.index) if weight < 0.5 else None
+
+
+def _float32(value: float) -> float:
+    rounded: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    return rounded
+
+
+_FLOAT32 = struct.Struct("f")
+#: How ``torch.lerp`` rounds a Python weight for rows of each dtype.
+_WEIGHT_ROUNDING: dict[torch.dtype, Callable[[float], float]] = {
+    torch.float32: _float32,
+    torch.float64: float,
+}
 
 
 def _replace(batch: Any, path: tuple[int | str, ...], value: Tensor) -> Any:

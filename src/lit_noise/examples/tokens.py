@@ -110,6 +110,9 @@ class TokenDataModule(TensorSplitDataModule):
     pad_id = PAD_ID
     mask_id = MASK_ID
 
+    # `vocab_size` ... `seed` are make_token_sequences' arguments again, on purpose (`duplicates` pairs
+    # them): the DataModule must list them to be built from YAML and LightningCLI, and the function
+    # is the public way to draw the same data without a DataModule.
     def __init__(
         self,
         train_size: int = 1024,

@@ -32,13 +32,14 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union, get_args
 
 import torch
 from torch import Tensor
 
+from lit_noise._host_random import HostRandom
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.targets import label_smoothing
 from lit_noise.soft_labels import soft
@@ -52,6 +53,7 @@ __all__ = [
     "cutmix",
     "cutmix_boxes",
     "mix_batch",
+    "mix_params",
     "mixup",
     "one_hot_smooth",
     "partner_index",
@@ -59,17 +61,18 @@ __all__ = [
     "sample_mix_params",
 ]
 
-MixMode = Literal["batch", "pair", "elem"]
-MIX_MODES: tuple[str, ...] = ("batch", "pair", "elem")
-
 #: A per-batch number or a per-sample (or single-element) tensor.
 LamLike = Union[float, Tensor]
 #: One box ``(top, bottom, left, right)`` or a ``(G, 4)`` integer tensor of them.
 BoxesLike = Union[Tensor, Sequence[int]]
+#: How many draws a batch makes: one (``"batch"``), one per pair of samples or one per sample.
+MixMode = Literal["batch", "pair", "elem"]
+MIX_MODES: tuple[str, ...] = get_args(MixMode)
 
 # Small constant tensors reused by every batch (extents, coordinate ranges, Beta concentrations),
 # keyed by what they hold and their device. Never modified in place.
 _CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
+_CPU = torch.device("cpu")
 
 
 def _constant(key: tuple[Any, ...], device: torch.device, make: Any) -> Tensor:
@@ -132,7 +135,11 @@ def _beta(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
 
 def _beta_full(draws: int, alpha: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """``draws`` Beta(alpha, alpha) draws, as :func:`_beta` of ``draws`` equal alphas."""
-    concentration = torch.full((draws, 2), float(alpha), dtype=torch.float64, device=device)
+    concentration = _constant(
+        ("concentration", draws, float(alpha)),
+        device,
+        lambda d: torch.full((draws, 2), float(alpha), dtype=torch.float64, device=d),
+    )
     return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
 
 
@@ -165,14 +172,27 @@ def _permutation_partners(
 ) -> tuple[Tensor, Tensor]:
     """``(index, perm)``: the partner of every sample and the random permutation it came from."""
     perm = torch.randperm(batch_size, generator=generator, device=device)
-    if pairs:
-        position = torch.arange(batch_size, device=perm.device) ^ 1  # 0<->1, 2<->3, ...
-        if batch_size % 2:
-            position[-1] = batch_size - 1  # the odd one out is its own partner
-        following = perm[position]
-    else:
-        following = torch.cat((perm[1:], perm[:1]))  # perm.roll(-1), in one op
-    return torch.empty_like(perm).index_copy_(0, perm, following), perm
+    # index[perm[k]] = perm[following[k]]: a gather by a cached position table, then one
+    # out-of-place index_copy that writes every entry (cheaper on the host than roll + empty + copy).
+    positions = _constant(
+        ("partners", batch_size, pairs), perm.device, lambda d: _positions(batch_size, pairs, d)
+    )
+    following = perm.index_select(0, positions)
+    return following.index_copy(0, perm, following), perm
+
+
+def _positions(batch_size: int, pairs: bool, device: torch.device) -> Tensor:
+    """The position each permuted sample takes its partner from.
+
+    The next one (a cycle), or the other member of its pair (``0<->1, 2<->3, ...``; an odd batch's
+    last sample is its own).
+    """
+    if not pairs:
+        return torch.arange(1, batch_size + 1, device=device) % batch_size
+    position = torch.arange(batch_size, device=device) ^ 1
+    if batch_size % 2:
+        position[-1] = batch_size - 1
+    return position
 
 
 def partner_index(
@@ -205,12 +225,12 @@ def partner_index(
 def _box_corners(lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequence[float] | None) -> Tensor:
     """Box corners ``(2, 2, *lam.shape)`` float64: (rows, columns) x (low, high), from uniforms ``u``.
 
-    ``u`` holds 2 (centre) or, with ``minmax``, 4 (sides, position) float64 uniforms per entry.
-    Float64 holds these integers exactly, and ``floor(u * n) <= n - 1`` for ``u < 1``.
+    ``lam`` is float64; ``u`` holds 2 (centre) or, with ``minmax``, 4 (sides, position) float64
+    uniforms per entry. Float64 holds these integers exactly, and ``floor(u * n) <= n - 1`` for ``u < 1``.
     """
     extent = _extent(height, width, lam.device, lam.ndim)
     if minmax is None:
-        sizes = (extent * (1.0 - lam.to(torch.float64)).sqrt_()).floor_()
+        sizes = (extent * (1.0 - lam).sqrt_()).floor_()  # lam is float64
         # floor(sizes / 2) of an integer-valued float64 is exact, as floor(sizes * 0.5) was.
         start = (u[:2] * extent).floor_().sub_(sizes.div(2.0, rounding_mode="floor"))
         # One clip of both corners to [0, extent]: start < extent and start + sizes >= 0 always.
@@ -260,7 +280,7 @@ def cutmix_boxes(
     """
     rows = 2 if minmax is None else 4
     u = torch.rand((rows, *lam.shape), generator=generator, device=lam.device, dtype=torch.float64)
-    return _as_boxes(_box_corners(lam, u, height, width, minmax))
+    return _as_boxes(_box_corners(lam.to(torch.float64), u, height, width, minmax))
 
 
 def box_lam(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -308,15 +328,16 @@ def _box_lines(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tu
         in_rows, in_cols = _box_ranges(boxes, height, width)
         return in_rows.to(dtype), in_cols.to(dtype)
     size = max(height, width)
-
-    def make_steps(device: torch.device) -> Tensor:
-        coords = torch.arange(size, device=device)
-        return (coords >= torch.arange(size + 1, device=device).unsqueeze(-1)).to(dtype)
-
-    steps = _constant(("steps", size, dtype), boxes.device, make_steps)
+    steps = _constant(("steps", size, dtype), boxes.device, lambda d: _steps(size, dtype, d))
     ends = steps.index_select(0, boxes.clamp(0, size).reshape(-1).long()).view(-1, 2, 2, size)
     lines = torch.sub(ends[:, :, 0], ends[:, :, 1]).clamp_(min=0.0)
     return lines[:, 0, :height], lines[:, 1, :width]
+
+
+def _steps(size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The ``(size + 1, size)`` table whose row ``k`` is ``[c >= k for c < size]`` as 0/1 ``dtype``."""
+    coords = torch.arange(size, device=device)
+    return (coords >= torch.arange(size + 1, device=device).unsqueeze(-1)).to(dtype)
 
 
 def _check_index(index: Tensor, batch_size: int) -> None:
@@ -341,6 +362,18 @@ def _host_box(value: Any) -> Any:
     return value.reshape(-1).tolist() if value.device.type == "cpu" and value.numel() == 4 else None
 
 
+#: Below this many input elements, CutMix gathers whole partners (one contiguous gather costs
+#: less host time than a strided one); above it, only the box (less memory traffic).
+_SMALL_BATCH = 1 << 14
+
+
+def _box_view(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
+    """``x[..., top:bottom, left:right]`` as one ``as_strided`` view (cheaper than indexing)."""
+    stride = x.stride()
+    offset = x.storage_offset() + top * stride[-2] + left * stride[-1]
+    return x.as_strided((*x.shape[:-2], bottom - top, right - left), stride, offset)
+
+
 def _mix_one(
     x: Tensor, y_soft: Tensor, index: Tensor, lam: float, box: Sequence[int] | None
 ) -> tuple[Tensor, Tensor]:
@@ -349,7 +382,11 @@ def _mix_one(
         top, bottom, left, right = (int(v) for v in box)
         if bottom > top and right > left:
             x_mixed = x.clone()
-            x_mixed[..., top:bottom, left:right] = x[..., top:bottom, left:right].index_select(0, index)
+            if x.numel() <= _SMALL_BATCH:  # one contiguous gather: fewer host steps than a strided one
+                pasted = _box_view(x.index_select(0, index), top, bottom, left, right)
+            else:  # gather only the box
+                pasted = _box_view(x, top, bottom, left, right).index_select(0, index)
+            _box_view(x_mixed, top, bottom, left, right).copy_(pasted)
         else:
             x_mixed = x
     elif lam == 1.0:
@@ -471,6 +508,61 @@ def mix_batch(
     return x_mixed, y_mixed
 
 
+def mix_params(x: Tensor, y_soft: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
+    """:func:`mix_batch` with a draw of :func:`sample_mix_params`.
+
+    Example:
+        >>> x, y = torch.rand(4, 1, 8, 8), one_hot_smooth(torch.tensor([0, 1, 2, 3]), num_classes=4)
+        >>> params = sample_mix_params(4, torch.Generator().manual_seed(0), cutmix_alpha=1.0,
+        ...                            spatial_size=(8, 8))
+        >>> x_mix, y_mix = mix_params(x, y, params)
+        >>> expected = mix_batch(x, y, params.lam, params.index, params.use_cutmix, params.boxes)
+        >>> torch.equal(x_mix, expected[0]) and torch.equal(y_mix, expected[1])
+        True
+    """
+    host = params.host
+    if host is None:
+        corners = params._corners
+        if corners is None or not x.is_floating_point() or x.ndim < 3:
+            return mix_batch(x, y_soft, params.lam, params.index, params.use_cutmix, params.boxes)
+        return _mix_with_corners(x, y_soft, params.index, params.lam, params.use_cutmix, corners)
+    if host[2] is not None and x.ndim < 3:
+        raise ConfigurationError(
+            "cutmix: the inputs need two spatial dimensions, (B, H, W) or (B, C, H, W), got shape"
+            f" {tuple(x.shape)}."
+        )
+    _check_index(params.index, x.shape[0])
+    lam, use_cutmix, box = host
+    return _mix_one(x, y_soft, params.index, lam, box if use_cutmix is not False else None)
+
+
+def _mix_with_corners(
+    x: Tensor, y_soft: Tensor, index: Tensor, lam: Tensor, use_cutmix: Tensor | None, corners: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`mix_batch`'s per-sample path for a draw of :func:`_draw`, bit for bit, in fewer steps.
+
+    The corners are already 0 where CutMix is not applied and lie inside the image, so the boxes
+    need no masking, clipping or conversion to ``(top, bottom, left, right)`` rows.
+    """
+    _check_index(index, x.shape[0])
+    height, width = x.shape[-2], x.shape[-1]
+    size = max(height, width)
+    steps = _constant(("steps", size, x.dtype), x.device, lambda d: _steps(size, x.dtype, d))
+    low, high = steps.index_select(0, corners.view(-1).long()).view(2, 2, -1, size).unbind(1)
+    in_rows, in_cols = torch.sub(low, high).unbind(0)  # (B, L) each, 0/1
+    if height < size:
+        in_rows = in_rows[:, :height]
+    if width < size:
+        in_cols = in_cols[:, :width]
+    base: Tensor | float = 1.0
+    if use_cutmix is not None:  # the own weight outside the boxes: 1 for CutMix, λ for mixup
+        base = lam.masked_fill(use_cutmix, 1.0).to(x.dtype).view(-1, 1, 1)
+    own = (in_rows.unsqueeze(-1) * in_cols.neg_().unsqueeze(-2)).add_(base)
+    x_mixed = x.index_select(0, index).lerp_(x, own.view((-1,) + (1,) * (x.ndim - 3) + (height, width)))
+    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, lam.view(-1, 1).to(y_soft.dtype))
+    return x_mixed, y_mixed
+
+
 def mixup(x: Tensor, y_soft: Tensor, lam: LamLike, index: Tensor) -> tuple[Tensor, Tensor]:
     """Mixup: ``lam * x + (1 - lam) * x[index]`` and the same for the target distributions.
 
@@ -506,9 +598,8 @@ def cutmix(x: Tensor, y_soft: Tensor, lam: LamLike, index: Tensor, boxes: BoxesL
     return mix_batch(x, y_soft, lam, index, boxes=boxes)
 
 
-@dataclass(frozen=True)
 class MixParams:
-    """One batch's mixing draw, ready for :func:`mix_batch`.
+    """One batch's mixing draw, ready for :func:`mix_params` (or :func:`mix_batch`).
 
     Attributes:
         index: ``(B,)`` partner of every sample.
@@ -517,32 +608,120 @@ class MixParams:
         use_cutmix: per-entry choice of CutMix when both methods are active, else ``None``.
         boxes: ``(1 or B, 4)`` CutMix boxes when CutMix is active (empty for mixup entries), else
             ``None``.
+        host: mode ``"batch"``'s draw as Python numbers ``(lam, use_cutmix, box)``, else ``None``;
+            :func:`mix_params` applies it without reading tensors back, and ``lam``,
+            ``use_cutmix`` and ``boxes`` are made from it (CPU tensors) when first read.
+
+    Example:
+        >>> params = MixParams.from_host(torch.tensor([1, 0]), (0.75, None, None))
+        >>> params.lam, params.use_cutmix, params.boxes
+        (tensor([0.7500], dtype=torch.float64), None, None)
     """
 
-    index: Tensor
-    lam: Tensor
-    use_cutmix: Tensor | None = None
-    boxes: Tensor | None = None
+    __slots__ = ("_boxes", "_corners", "_lam", "_use_cutmix", "host", "index")
+
+    def __init__(
+        self,
+        index: Tensor,
+        lam: Tensor,
+        use_cutmix: Tensor | None = None,
+        boxes: Tensor | None = None,
+    ) -> None:
+        self.index = index
+        self._lam: Tensor | None = lam
+        self._use_cutmix = use_cutmix
+        self._boxes = boxes
+        self._corners: Tensor | None = None
+        self.host: HostDraw | None = None
+
+    @classmethod
+    def from_host(cls, index: Tensor, host: HostDraw) -> MixParams:
+        """The draw ``host = (lam, use_cutmix, box)`` held as Python numbers, for every sample alike."""
+        params = cls.__new__(cls)
+        params.index, params.host = index, host
+        params._lam = params._use_cutmix = params._boxes = params._corners = None
+        return params
+
+    @classmethod
+    def _from_corners(
+        cls, index: Tensor, lam: Tensor, use_cutmix: Tensor | None, corners: Tensor | None
+    ) -> MixParams:
+        """Per-sample draws with their boxes as ``(2, 2, B)`` float64 corners (0: no CutMix).
+
+        :func:`mix_params` builds the weight map from the corners, ``boxes`` from them when read.
+        """
+        params = cls(index, lam, use_cutmix)
+        params._corners = corners
+        return params
+
+    @property
+    def lam(self) -> Tensor:  # noqa: D102 (documented in the class)
+        if self._lam is None:
+            assert self.host is not None
+            self._lam = torch.tensor((self.host[0],), dtype=torch.float64)
+        return self._lam
+
+    @property
+    def use_cutmix(self) -> Tensor | None:  # noqa: D102
+        if self._use_cutmix is None and self.host is not None and self.host[1] is not None:
+            self._use_cutmix = torch.tensor((self.host[1],))
+        return self._use_cutmix
+
+    @property
+    def boxes(self) -> Tensor | None:  # noqa: D102
+        if self._boxes is None:
+            if self._corners is not None:
+                self._boxes = _as_boxes(self._corners)
+            elif self.host is not None and self.host[2] is not None:
+                self._boxes = torch.tensor((self.host[2],), dtype=torch.int64)
+        return self._boxes
+
+    def __repr__(self) -> str:
+        return (
+            f"MixParams(index={self.index!r}, lam={self.lam!r}, use_cutmix={self.use_cutmix!r},"
+            f" boxes={self.boxes!r})"
+        )
+
+
+#: Mode ``"batch"``'s single draw as Python numbers: ``(lam, use_cutmix, box)``.
+HostDraw = tuple[float, Union[bool, None], Union[tuple[int, int, int, int], None]]
+
+
+class _MixOptions(NamedTuple):
+    """What a draw depends on besides its random numbers: :func:`sample_mix_params`' settings."""
+
+    mixup_alpha: float
+    cutmix_alpha: float
+    cutmix_minmax: Sequence[float] | None
+    prob: float
+    switch_prob: float
+    correct_lam: bool
+    spatial_size: tuple[int, int] | None
+
+    @property
+    def methods(self) -> tuple[bool, bool, float, int]:
+        """``(use_mixup, use_cutmix, CutMix's alpha, uniforms per draw)``."""
+        use_cut = self.cutmix_alpha > 0.0 or self.cutmix_minmax is not None
+        rows = 2 + (0 if not use_cut else 2 if self.cutmix_minmax is None else 4)
+        cut_alpha = self.cutmix_alpha if self.cutmix_minmax is None else 1.0
+        return self.mixup_alpha > 0.0, use_cut, cut_alpha, rows
 
 
 def _draw(
     draws: int,
     generator: torch.Generator | None,
     device: torch.device,
-    *,
-    mixup_alpha: float,
-    cutmix_alpha: float,
-    cutmix_minmax: Sequence[float] | None,
-    prob: float,
-    switch_prob: float,
-    correct_lam: bool,
-    spatial_size: tuple[int, int] | None,
+    options: _MixOptions,
     last_alone: bool,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """``draws`` independent (λ, method, box) draws, all on ``device`` from one uniform block."""
-    use_mixup = mixup_alpha > 0.0
-    use_cut = cutmix_alpha > 0.0 or cutmix_minmax is not None
-    rows = 2 + (0 if not use_cut else 2 if cutmix_minmax is None else 4)
+    """``draws`` independent (λ, method, box) draws, all on ``device`` from one uniform block.
+
+    Returns λ, the method choice (``None`` unless both methods are active) and the box corners
+    ``(2, 2, draws)`` float64 (rows, columns) x (low, high), all 0 where CutMix is not applied
+    (``None`` without CutMix).
+    """
+    mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, spatial_size = options
+    use_mixup, use_cut, cut_alpha, rows = options.methods
     u = torch.rand((rows, draws), generator=generator, device=device, dtype=torch.float64)
     # `mixed` stays None when every draw mixes (u < 1 <= prob): no mask to build or apply.
     mixed: Tensor | None = None
@@ -553,7 +732,6 @@ def _draw(
     choice: Tensor | None = None
     if use_mixup and use_cut:
         choice = u[1] < switch_prob
-        cut_alpha = cutmix_alpha if cutmix_minmax is None else 1.0
         if cut_alpha == mixup_alpha:
             lam = _beta_full(draws, mixup_alpha, generator, device)
         else:  # the (draws, 2) Dirichlet concentration straight from the choice
@@ -579,10 +757,97 @@ def _draw(
     if cut is not None:
         corners.mul_(cut)  # no box where CutMix is not applied
     if correct_lam or cutmix_minmax is not None:
-        area = (corners[:, 1] - corners[:, 0]).prod(0)
+        area = corners.diff(dim=1).prod(0).squeeze(0)
         box_lams = 1.0 - area / float(height * width)
         lam = box_lams if cut is None else torch.where(cut, box_lams, lam)
-    return lam, choice, _as_boxes(corners)
+    return lam, choice, corners
+
+
+class _TorchHostStream:
+    """A CPU ``torch.Generator`` (or torch's global CPU RNG) as a source of host draws."""
+
+    __slots__ = ("generator",)
+
+    def __init__(self, generator: torch.Generator | None) -> None:
+        self.generator = generator
+
+    def uniforms(self, count: int) -> list[float]:
+        values: list[float] = torch.rand(
+            count, generator=self.generator, dtype=torch.float64, device=_CPU
+        ).tolist()
+        return values
+
+    def beta(self, alpha: float, _: float) -> float:
+        """One Beta(alpha, alpha) draw, exactly as :func:`_beta_full` of one entry."""
+        concentration = _constant(
+            ("concentration", float(alpha)),
+            _CPU,
+            lambda d: torch.full((1, 2), float(alpha), dtype=torch.float64, device=d),
+        )
+        draw: list[list[float]] = torch._sample_dirichlet(concentration, generator=self.generator).tolist()
+        return draw[0][0]
+
+
+def _draw_on_host(stream: _TorchHostStream | HostRandom, options: _MixOptions) -> HostDraw:
+    """One (λ, method, box) draw of :func:`_draw` made with Python numbers.
+
+    From a torch generator (:class:`_TorchHostStream`) it is ``_draw(1, ...)`` bit for bit: the same
+    uniform block and Beta draw, then every step an exactly rounded float64 operation (``sqrt``,
+    products, ``floor`` ...) in the same order, with two tensor operations instead of forty. From a
+    :class:`~lit_noise._host_random.HostRandom` stream it makes no tensor operation at all.
+    """
+    mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, spatial_size = options
+    use_mixup, use_cut, cut_alpha, rows = options.methods
+    u = stream.uniforms(rows)
+    mixed = u[0] < prob
+    choice: bool | None = None
+    lam = 1.0
+    if use_mixup and use_cut:
+        choice = u[1] < switch_prob
+        alpha = cut_alpha if choice else mixup_alpha
+        lam = stream.beta(alpha, alpha)
+    elif use_mixup or (use_cut and cutmix_minmax is None):
+        alpha = mixup_alpha if use_mixup else cutmix_alpha
+        lam = stream.beta(alpha, alpha)
+    if not mixed:
+        lam = 1.0
+    if not use_cut:
+        return lam, None, None
+    assert spatial_size is not None
+    height, width = spatial_size
+    cut = mixed and choice is not False
+    if not cut:
+        return lam, choice, (0, 0, 0, 0)
+    if cutmix_minmax is None:
+        side = math.sqrt(1.0 - lam)
+        top, bottom = _centred_range(u[2], height, math.floor(height * side))
+        left, right = _centred_range(u[3], width, math.floor(width * side))
+    else:
+        top, bottom = _placed_range(u[2], u[4], height, cutmix_minmax)
+        left, right = _placed_range(u[3], u[5], width, cutmix_minmax)
+    if correct_lam or cutmix_minmax is not None:
+        lam = 1.0 - float((bottom - top) * (right - left)) / float(height * width)
+    return lam, choice, (top, bottom, left, right)
+
+
+def _centred_range(u: float, extent: int, size: int) -> tuple[int, int]:
+    """``[start, start + size)`` around the pixel ``floor(u * extent)``, clipped to ``[0, extent]``.
+
+    :func:`_box_corners` without ``minmax``, in exact integer arithmetic.
+    """
+    start = math.floor(u * extent) - size // 2
+    return min(max(start, 0), extent), min(max(start + size, 0), extent)
+
+
+def _placed_range(u_size: float, u_start: float, extent: int, minmax: Sequence[float]) -> tuple[int, int]:
+    """A side uniform in ``[int(lo * extent), int(hi * extent))``, placed uniformly in the extent.
+
+    :func:`_box_corners` with ``minmax``.
+    """
+    low, high = int(extent * minmax[0]), int(extent * minmax[1])
+    size = math.floor(u_size * float(high - low)) + low
+    start = math.floor(u_start * (float(extent) - size + 1.0))
+    return start, start + size
 
 
 def sample_mix_params(
@@ -598,7 +863,7 @@ def sample_mix_params(
     correct_lam: bool = True,
     spatial_size: Sequence[int] | None = None,
     device: torch.device | str | None = None,
-    host_generator: torch.Generator | None = None,
+    host_generator: torch.Generator | HostRandom | None = None,
 ) -> MixParams:
     """Draw the partners, λs, methods and boxes of one batch (timm's ``Mixup`` semantics).
 
@@ -612,9 +877,10 @@ def sample_mix_params(
 
     The partners and the per-sample draws are made on the generator's device without reading
     anything back. Mode ``"batch"`` makes its single draw on the host -- from ``host_generator``
-    (a CPU generator), else from ``generator`` when that is a CPU one, else from torch's global CPU
-    RNG -- so that :func:`mix_batch` applies it as a scalar and a slice, again without a device
-    synchronisation.
+    (a CPU ``torch.Generator``, or a pure-Python :class:`~lit_noise.HostRandom` stream, which
+    makes no tensor operation at all), else from ``generator`` when that is a CPU one, else from
+    torch's global CPU RNG -- so that :func:`mix_params` applies it as a scalar and a slice, again
+    without a device synchronisation.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -636,30 +902,22 @@ def sample_mix_params(
         device = generator.device
     pairs = mode == "pair"
     index, perm = _permutation_partners(batch_size, generator, device, pairs)
-    options: dict[str, Any] = {
-        "mixup_alpha": mixup_alpha,
-        "cutmix_alpha": cutmix_alpha,
-        "cutmix_minmax": cutmix_minmax,
-        "prob": prob,
-        "switch_prob": switch_prob,
-        "correct_lam": correct_lam,
-        "spatial_size": size,
-    }
+    options = _MixOptions(mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, size)
     if mode == "batch":
-        draw_generator = host_generator
-        if draw_generator is None and (generator is None or generator.device.type == "cpu"):
-            draw_generator = generator
-        draw_device = torch.device("cpu") if draw_generator is None else draw_generator.device
-        lam, choice, boxes = _draw(1, draw_generator, draw_device, last_alone=False, **options)
-        return MixParams(index=index, lam=lam, use_cutmix=choice, boxes=boxes)
+        stream: _TorchHostStream | HostRandom
+        if isinstance(host_generator, HostRandom):
+            stream = host_generator
+        elif host_generator is None and generator is not None and generator.device.type == "cpu":
+            stream = _TorchHostStream(generator)
+        else:
+            stream = _TorchHostStream(host_generator)
+        return MixParams.from_host(index, _draw_on_host(stream, options))
     draws = (batch_size + 1) // 2 if pairs else batch_size
-    lam, choice, boxes = _draw(
-        draws, generator, perm.device, last_alone=pairs and batch_size % 2 == 1, **options
-    )
+    lam, choice, corners = _draw(draws, generator, perm.device, options, pairs and batch_size % 2 == 1)
     if pairs:
         group = torch.empty_like(perm)
         group[perm] = torch.arange(batch_size, device=perm.device) // 2
         lam = lam[group]
         choice = None if choice is None else choice[group]
-        boxes = None if boxes is None else boxes[group]
-    return MixParams(index=index, lam=lam, use_cutmix=choice, boxes=boxes)
+        corners = None if corners is None else corners.index_select(2, group)
+    return MixParams._from_corners(index, lam, choice, corners)

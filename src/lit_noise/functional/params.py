@@ -7,8 +7,17 @@ preallocated scratch buffer, viewed as tensors shaped like the chunk's members a
 fused ``torch._foreach_*`` call, so the work per step is a handful of calls whatever the number of
 tensors. The scratch buffer holds one chunk, so adding and later subtracting the same noise
 (replaying the generator) needs no more memory than the largest of ``chunk_numel`` and the largest
-tensor (twice that, transiently, for per-tensor relative scaling and for Laplace draws); keeping a
-clean copy (``keep_copy=True``) adds one copy of the tensors.
+tensor (twice that, transiently, for Laplace draws); keeping a clean copy (``keep_copy=True``) adds
+one copy of the tensors.
+
+Per-tensor statistics (``stats=True``, for noise relative to each tensor's standard deviation) use a
+second, *blocked* layout of the same chunks: each tensor starts at a multiple of
+:data:`STATS_BLOCK` elements, so the chunk viewed as ``(blocks, STATS_BLOCK)`` has every row inside
+one tensor, and a handful of fused reductions over all the rows (plus one segment sum over the
+row sums) give every tensor's statistics at once, whatever the number of tensors. The clean copy
+(when kept) and the scratch buffer use that layout's offsets, padded with up to
+``STATS_BLOCK - 1`` elements per tensor; the draws still fill the first ``numel`` elements of the
+scratch buffer in tensor order, so the noise stream is that of the plain layout.
 
 Draws are a function of the generators' state only: a chunk of ``n`` elements takes ``n`` values
 from its device's generator, chunks in order, so reseeding the generators and replaying gives the
@@ -23,7 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -35,6 +44,7 @@ from lit_noise.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_CHUNK_NUMEL",
+    "STATS_BLOCK",
     "FlatLayout",
     "Patterns",
     "Sampler",
@@ -55,6 +65,11 @@ Sampler = Callable[[Tensor, torch.Generator], object]
 DEFAULT_CHUNK_NUMEL: dict[str, int] = {"cpu": 1 << 18}
 _ACCELERATOR_CHUNK_NUMEL = 1 << 24
 _FULL_PRECISION = (torch.float32, torch.float64)
+#: Elements per row of the blocked layout behind per-tensor statistics (``FlatLayout(stats=True)``).
+STATS_BLOCK = 32
+#: Device types whose per-tensor noise factors go in by one ``_foreach_mul_`` (one kernel per tensor
+#: elsewhere: there a multiplication by the factors repeated over the elements is fewer launches).
+_FOREACH_SCALING = frozenset({"cpu"})
 _REGEX_PREFIX = "re:"
 
 
@@ -200,6 +215,19 @@ def laplace_(out: Tensor, scale: float, generator: torch.Generator | None = None
 
 
 @dataclass
+class _Blocks:
+    """One chunk's blocked layout for per-tensor statistics (see the module docstring)."""
+
+    rows: Tensor  # the scratch buffer viewed as (rows, STATS_BLOCK): where the shifted values go
+    clean_rows: Tensor | None  # the clean copy viewed likewise, when kept
+    views: list[Tensor]  # pieces of ``rows`` shaped like the chunk's tensors
+    firsts: Tensor  # int64 flat index of each tensor's first element
+    rows_per_tensor: Tensor  # int64 number of rows of each tensor (segment lengths)
+    inverse_numel: Tensor  # float64 (tensors, 1): one over each tensor's number of elements
+    pads: Tensor | None  # int64 flat indices of the padding elements; ``None`` when there are none
+
+
+@dataclass
 class _Chunk:
     """Consecutive tensors of one device and dtype drawn together."""
 
@@ -209,15 +237,49 @@ class _Chunk:
     flat: Tensor  # the scratch buffer's first ``numel`` elements
     lengths: Tensor  # int64 numel of each tensor, on the device (segment reductions)
     counts: Tensor  # the same as floats of the statistics dtype
-    offsets: Tensor  # int64 offset of each tensor in the flat buffer
+    factor: Tensor  # one value per tensor: the per-tensor factors of the last scaled draw
+    factor_views: list[Tensor]  # 0-d views of ``factor``, for one fused ``_foreach_mul_``
     clean: list[Tensor] | None  # views of the clean copy, when kept
-    clean_flat: Tensor | None
+    clean_flat: Tensor | None  # the clean copy as one run (kept, and not blocked for statistics)
+    blocks: _Blocks | None  # the blocked layout, for ``stats=True``
 
 
-def _views(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    """Consecutive pieces of ``flat`` shaped like the tensors ``like``."""
-    pieces = torch.split(flat, [t.numel() for t in like])
-    return [piece.view(t.shape) for piece, t in zip(pieces, like, strict=True)]
+def _padded(numel: int, block: int) -> int:
+    return -(-numel // block) * block
+
+
+def _views(flat: Tensor, like: Sequence[Tensor], block: int = 1) -> list[Tensor]:
+    """Pieces of ``flat`` shaped like the tensors ``like``, each starting at a multiple of ``block``."""
+    pieces = torch.split(flat, [_padded(t.numel(), block) for t in like])
+    return [piece[: t.numel()].view(t.shape) for piece, t in zip(pieces, like, strict=True)]
+
+
+def _blocks(rows: Tensor, clean: Tensor | None, like: Sequence[Tensor]) -> _Blocks:
+    """The blocked layout of the tensors ``like`` over ``rows`` (and ``clean``), both of the padded size."""
+    block, device = STATS_BLOCK, rows.device
+    sizes = [t.numel() for t in like]
+    rows_per = [_padded(n, block) // block for n in sizes]
+    firsts = [0]
+    for count in rows_per[:-1]:
+        firsts.append(firsts[-1] + count * block)
+    pads = [
+        i
+        for first, n, count in zip(firsts, sizes, rows_per, strict=True)
+        for i in range(first + n, first + count * block)
+    ]
+
+    def index(values: Sequence[int]) -> Tensor:
+        return torch.tensor(values, device=device, dtype=torch.int64)
+
+    return _Blocks(
+        rows=rows.view(-1, block),
+        clean_rows=clean.view(-1, block) if clean is not None else None,
+        views=_views(rows, like, block),
+        firsts=index(firsts),
+        rows_per_tensor=index(rows_per),
+        inverse_numel=1.0 / torch.tensor(sizes, device=device, dtype=torch.float64).unsqueeze(1),
+        pads=index(pads) if pads else None,
+    )
 
 
 def default_chunk_numel(device: torch.device) -> int:
@@ -238,6 +300,9 @@ class FlatLayout:
         chunk_numel: elements per draw (at least the largest tensor); ``None`` picks
             :func:`default_chunk_numel` for each device.
         keep_copy: allocate a clean copy of ``tensors`` (for :meth:`save_` / :meth:`restore_`).
+        stats: lay the scratch buffer and the clean copy out in blocks for :meth:`std_` (and
+            ``add_(relative=True)``), at the cost of up to ``STATS_BLOCK - 1`` padding elements per
+            tensor in each; :meth:`replace_` then is not available.
 
     Example:
         >>> params = [torch.zeros(3, 2), torch.ones(4)]
@@ -253,12 +318,17 @@ class FlatLayout:
     """
 
     def __init__(
-        self, tensors: Sequence[Tensor], chunk_numel: int | None = None, keep_copy: bool = False
+        self,
+        tensors: Sequence[Tensor],
+        chunk_numel: int | None = None,
+        keep_copy: bool = False,
+        stats: bool = False,
     ) -> None:
         self.tensors = list(tensors)
         self.keep_copy = keep_copy
         self.chunks: list[_Chunk] = []
         self._buffers: list[Tensor] = []
+        block = STATS_BLOCK if stats else 1
         groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for index, tensor in enumerate(self.tensors):
             if tensor.numel() == 0:
@@ -276,17 +346,19 @@ class FlatLayout:
                 runs[-1].append(index)
                 size += numel
             run_sizes = [sum(self.tensors[i].numel() for i in run) for run in runs]
-            scratch = torch.empty(max(run_sizes), device=device, dtype=dtype)
-            clean = torch.empty(sum(run_sizes), device=device, dtype=dtype) if keep_copy else None
+            spans = [sum(_padded(self.tensors[i].numel(), block) for i in run) for run in runs]
+            scratch = torch.empty(max(spans), device=device, dtype=dtype)
+            clean = torch.zeros(sum(spans), device=device, dtype=dtype) if keep_copy else None
             self._buffers += [scratch] + ([clean] if clean is not None else [])
             offset = 0
             stats_dtype = dtype if dtype in _FULL_PRECISION else torch.float32
-            for run, numel in zip(runs, run_sizes, strict=True):
+            for run, numel, span in zip(runs, run_sizes, spans, strict=True):
                 members = [self.tensors[i] for i in run]
                 sizes = [t.numel() for t in members]
                 flat = scratch[:numel]
-                clean_flat = clean[offset : offset + numel] if clean is not None else None
-                offset += numel
+                clean_span = clean[offset : offset + span] if clean is not None else None
+                offset += span
+                factor = torch.ones(len(members), device=device, dtype=dtype)
                 self.chunks.append(
                     _Chunk(
                         indices=run,
@@ -295,9 +367,11 @@ class FlatLayout:
                         flat=flat,
                         lengths=torch.tensor(sizes, device=device, dtype=torch.int64),
                         counts=torch.tensor(sizes, device=device, dtype=stats_dtype),
-                        offsets=torch.tensor([0, *sizes[:-1]], device=device, dtype=torch.int64).cumsum(0),
-                        clean=_views(clean_flat, members) if clean_flat is not None else None,
-                        clean_flat=clean_flat,
+                        factor=factor,
+                        factor_views=list(factor.unbind()),
+                        clean=_views(clean_span, members, block) if clean_span is not None else None,
+                        clean_flat=clean_span if not stats else None,
+                        blocks=_blocks(scratch[:span], clean_span, members) if stats else None,
                     )
                 )
         self.devices = list(dict.fromkeys(t.device for t in self.tensors))
@@ -343,17 +417,41 @@ class FlatLayout:
     def std_(self, chunk: _Chunk) -> Tensor:
         """Population standard deviation of each tensor of ``chunk`` (uses the scratch buffer).
 
-        Computed on data shifted by each tensor's first element, so a constant tensor gets
-        exactly 0 and a tensor whose mean dwarfs its spread loses little precision. Needs one
-        temporary chunk-sized tensor.
+        Read from the clean copy when the layout keeps one (call :meth:`save_` first), else from
+        the tensors. Computed on data shifted by each tensor's first element, so a constant tensor
+        gets exactly 0 and a tensor whose mean dwarfs its spread loses little precision: the
+        shifted values go into the blocked scratch buffer (one fused subtraction, padding zeroed),
+        each row's sum and norm are taken in the statistics dtype (float32 at least), and the rows'
+        sums and squared norms are added up per tensor in float64 by one segment sum. A constant
+        number of tensor operations per chunk, whatever its number of tensors. Needs
+        ``stats=True``.
+
+        Example:
+            >>> layout = FlatLayout([torch.tensor([1.0, 3.0]), torch.full((5,), 0.1)], stats=True)
+            >>> layout.std_(layout.chunks[0]).tolist()
+            [1.0, 0.0]
         """
-        torch._foreach_copy_(chunk.noise, chunk.tensors)
-        chunk.flat.sub_(self._expand(chunk, chunk.flat[chunk.offsets]))
-        work = chunk.flat if chunk.flat.dtype in _FULL_PRECISION else chunk.flat.float()
-        s1 = torch.segment_reduce(work, "sum", lengths=chunk.lengths)
-        s2 = torch.segment_reduce(work.square_(), "sum", lengths=chunk.lengths)
-        mean = s1 / chunk.counts
-        return (s2 / chunk.counts - mean * mean).clamp_(min=0.0).sqrt_()
+        blocks = chunk.blocks
+        if blocks is None:
+            raise RuntimeError("FlatLayout: per-tensor statistics need a layout built with stats=True.")
+        source = blocks.clean_rows
+        if source is None:
+            torch._foreach_copy_(blocks.views, chunk.tensors)
+            source = blocks.rows
+        shift = source.view(-1).index_select(0, blocks.firsts)
+        per_row = shift.repeat_interleave(blocks.rows_per_tensor, output_size=source.shape[0])
+        rows = torch.sub(source, per_row.unsqueeze_(1), out=blocks.rows)
+        if blocks.pads is not None:
+            rows.view(-1).index_fill_(0, blocks.pads, 0.0)
+        stats = chunk.counts.dtype
+        sums = torch.stack(
+            (rows.sum(1, dtype=stats), torch.linalg.vector_norm(rows, dim=1, dtype=stats).square_()), 1
+        )
+        moments = torch.segment_reduce(sums.double(), "sum", lengths=blocks.rows_per_tensor).mul_(
+            blocks.inverse_numel
+        )
+        mean, mean_square = moments.unbind(1)
+        return torch.addcmul(mean_square, mean, mean, value=-1.0).clamp_(min=0.0).sqrt_().to(stats)
 
     @torch.no_grad()
     def rms(self, targets: Sequence[Tensor | None], per_tensor: bool = True) -> list[Tensor]:
@@ -412,7 +510,8 @@ class FlatLayout:
         """Add one draw of ``sample`` per chunk to ``targets`` (default: the tensors).
 
         With ``relative=True`` each tensor's noise is multiplied by that tensor's population
-        standard deviation (see :meth:`std_`; only for ``targets=None``); ``factors`` (one tensor
+        standard deviation (see :meth:`std_`: the layout needs ``stats=True``, and with a clean copy
+        :meth:`save_` must come first; only for ``targets=None``); ``factors`` (one tensor
         per chunk with one value per member, e.g. from :meth:`rms`) multiplies it by given values
         instead. ``targets`` may hold ``None`` (a parameter without a gradient): its share of the
         draw is skipped, so the other tensors' noise does not depend on it. Appends to ``done``
@@ -446,8 +545,7 @@ class FlatLayout:
 
         Only the first ``len(factors)`` chunks are undone (those :meth:`add_` finished).
         """
-        for chunk, rel in zip(self.chunks, factors, strict=False):
-            self._draw(chunk, sample, generators, rel)
+        for chunk in self._replay(sample, generators, factors):
             torch._foreach_sub_(chunk.tensors, chunk.noise)
 
     @torch.no_grad()
@@ -459,12 +557,22 @@ class FlatLayout:
     ) -> list[Tensor]:
         """The tensors minus the replayed noise, as new tensors in tensor order (tensors unchanged)."""
         out: list[Tensor] = []
-        for chunk, rel in zip(self.chunks, factors, strict=False):
-            self._draw(chunk, sample, generators, rel)
+        for chunk in self._replay(sample, generators, factors):
             out += torch._foreach_sub(chunk.tensors, chunk.noise)
         for chunk in self.chunks[len(factors) :]:
             out += [t.detach().clone() for t in chunk.tensors]
         return self._in_order(out)
+
+    def _replay(
+        self,
+        sample: Sampler,
+        generators: Mapping[torch.device, torch.Generator],
+        factors: Sequence[Tensor | None],
+    ) -> Iterator[_Chunk]:
+        """Each chunk :meth:`add_` finished (the first ``len(factors)``), its noise drawn again."""
+        for chunk, rel in zip(self.chunks, factors, strict=False):
+            self._draw(chunk, sample, generators, rel)
+            yield chunk
 
     @torch.no_grad()
     def replace_(
@@ -475,25 +583,34 @@ class FlatLayout:
         """Set the tensors to ``transform(clean chunk, generator)``, one call per chunk (needs the copy)."""
         for chunk in self.chunks:
             if chunk.clean_flat is None:
-                raise RuntimeError("FlatLayout: built with keep_copy=False, so there is no clean copy.")
+                raise RuntimeError(
+                    "FlatLayout: replace_ needs a layout built with keep_copy=True and stats=False."
+                )
             chunk.flat.copy_(transform(chunk.clean_flat, generators[chunk.flat.device]))
             torch._foreach_copy_(chunk.tensors, chunk.noise)
 
     @staticmethod
-    def _expand(chunk: _Chunk, per_tensor: Tensor) -> Tensor:
-        """``per_tensor`` (one value per tensor) repeated over each tensor's elements."""
-        return per_tensor.repeat_interleave(chunk.lengths, output_size=chunk.flat.numel())
-
     def _draw(
-        self,
         chunk: _Chunk,
         sample: Sampler,
         generators: Mapping[torch.device, torch.Generator],
         rel: Tensor | None,
     ) -> None:
+        """Fill the chunk's scratch with one draw of ``sample``, times ``rel`` (one value per tensor).
+
+        On CPU the factors go in through one ``_foreach_mul_`` by 0-d views of ``chunk.factor``
+        (cheap per tensor there); on accelerators, where that would be one kernel per tensor, by one
+        multiplication with the factors repeated over the elements. Either way each element is
+        multiplied by its tensor's factor once, so the noise is the same.
+        """
         sample(chunk.flat, generators[chunk.flat.device])
-        if rel is not None:
-            chunk.flat.mul_(self._expand(chunk, rel))
+        if rel is None:
+            return
+        if chunk.flat.device.type in _FOREACH_SCALING:
+            chunk.factor.copy_(rel)
+            torch._foreach_mul_(chunk.noise, chunk.factor_views)
+        else:
+            chunk.flat.mul_(rel.repeat_interleave(chunk.lengths, output_size=chunk.flat.numel()))
 
     @staticmethod
     def _targets(chunk: _Chunk, targets: Sequence[Tensor | None] | None) -> tuple[list[Tensor], list[Tensor]]:

@@ -24,7 +24,7 @@ def _ignore_mask(y: Tensor, ignore_index: int | None) -> Tensor | None:
     if ignore_index is None or y.numel() == 0:
         return None
     if y.is_cpu:
-        if ignore_index < 0 and int(y.min()) >= 0:  # the usual case: -100 and no padding
+        if ignore_index < 0 and y.min().item() >= 0:  # the usual case: -100 and no padding
             return None
         mask = y == ignore_index
         return mask if bool(mask.any()) else None
@@ -46,6 +46,9 @@ def label_smoothing(target: Tensor, eps: float) -> Tensor:
     return torch.add(target * (1.0 - eps), eps / num_classes)
 
 
+# smooth_one_hot, symmetric_flip and pair_flip repeat one argument list (labels, rate, classes,
+# generator or dtype, ignore_index) on purpose: each is a public function called by name and
+# position, and their bodies share nothing else.
 def smooth_one_hot(
     y: Tensor,
     num_classes: int,
@@ -72,7 +75,9 @@ def smooth_one_hot(
     off = eps / num_classes
     out = torch.full((*y.shape, num_classes), off, dtype=dtype or torch.get_default_dtype(), device=y.device)
     ignored = _ignore_mask(y, ignore_index)
-    index = y.long() if ignored is None else y.long().masked_fill(ignored, 0)
+    index = y if y.dtype == torch.int64 else y.long()
+    if ignored is not None:
+        index = index.masked_fill(ignored, 0)
     out.scatter_(-1, index.unsqueeze(-1), 1.0 - eps + off)
     if ignored is not None:
         out.masked_fill_(ignored.unsqueeze(-1), 0.0)

@@ -12,13 +12,12 @@ Example:
     0.5838
 """
 
-from lit_noise.metrics.calibration import (
-    AdaptiveCalibrationError,
-    BrierScore,
-    CalibrationError,
-    NegativeLogLikelihood,
-    ReliabilityDiagram,
-)
+from lit_noise.metrics import calibration
+from lit_noise.metrics.calibration import AdaptiveCalibrationError as AdaptiveCalibrationError
+from lit_noise.metrics.calibration import BrierScore as BrierScore
+from lit_noise.metrics.calibration import CalibrationError as CalibrationError
+from lit_noise.metrics.calibration import NegativeLogLikelihood as NegativeLogLikelihood
+from lit_noise.metrics.calibration import ReliabilityDiagram as ReliabilityDiagram
 from lit_noise.metrics.functional import (
     adaptive_calibration_error,
     brier_score,
@@ -30,11 +29,6 @@ from lit_noise.metrics.functional import (
 from lit_noise.metrics.temperature import fit_temperature
 
 __all__ = [
-    "AdaptiveCalibrationError",
-    "BrierScore",
-    "CalibrationError",
-    "NegativeLogLikelihood",
-    "ReliabilityDiagram",
     "adaptive_calibration_error",
     "brier_score",
     "calibration_error",
@@ -43,3 +37,4 @@ __all__ = [
     "plot_reliability_diagram",
     "reliability_diagram",
 ]
+__all__ += calibration.__all__  # the metric classes

@@ -257,6 +257,7 @@ class AdaptiveCalibrationError(_Histogram):
         tensor(0.1500)
     """
 
+    # The settings of adaptive_calibration_error, on purpose (see the note in functional.py).
     def __init__(
         self,
         num_classes: int,

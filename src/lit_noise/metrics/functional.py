@@ -80,6 +80,13 @@ NORMS: tuple[str, ...] = ("l1", "l2", "max")
 #: (confidences below ``sigmoid(-16)`` share the first bin, above ``sigmoid(16) = 1 - 1.1e-7`` the last).
 ADAPTIVE_LOGIT_RANGE = 16.0
 
+# Kept on purpose (`duplicates` pairs this file with itself, and with calibration.py): the public
+# functions share the head of their signatures, as torchmetrics' functional metrics do
+# (``preds, target, num_classes, n_bins, norm, ..., input_format, validate_args``; ``target,
+# preds_shape, num_classes, owner, validate`` for the target readers), and each Metric class of
+# calibration.py takes the settings of its functional form. Those parameter lists are the API;
+# what the functions do in common lives once, in the helpers they call.
+
 
 # --------------------------------------------------------------------------------------------------
 # argument and input checks

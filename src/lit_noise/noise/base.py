@@ -46,6 +46,8 @@ class Noise(ABC):
     strength: ClassVar[tuple[str, ...]] = ()
     #: ``"float"`` for inputs and regression targets, ``"labels"`` for class targets.
     applies_to: ClassVar[str] = "float"
+    #: Whether :meth:`apply` draws from its generator (``False``: callers need not seed one).
+    draws: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._schedules: dict[str, Schedule] = {}

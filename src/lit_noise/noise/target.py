@@ -219,6 +219,7 @@ class LabelSmoothing(LabelNoise):
 
     strength = ("eps",)
     makes_distribution = True
+    draws = False
 
     def __init__(
         self,
@@ -248,7 +249,11 @@ class LabelSmoothing(LabelNoise):
 
 
 class _RateFlip(LabelNoise):
-    """A flip applied to each label with probability ``p`` by ``_flip_labels(y, p, C, generator)``."""
+    """A flip applied to each label with probability ``p`` by ``_flip_labels(y, p, C, generator)``.
+
+    Its constructor repeats LabelSmoothing's on purpose: the two differ only in the public name of
+    the rate (``p``, ``eps``), which Hydra and LightningCLI read from each signature.
+    """
 
     strength = ("p",)
     _flip_labels: Callable[[Tensor, float, int, torch.Generator | None, int | None], Tensor]
