@@ -45,20 +45,19 @@ class HostRandom:
     def __init__(self, seed: int) -> None:
         self._state = seed & _MASK64
 
-    def uniforms(self, count: int) -> list[float]:
-        """``count`` uniforms in the open interval ``(0, 1)``: 52 random bits each, centred in their cell.
-
-        Output ``k`` is the SplitMix64 finaliser of ``state + (k + 1) * golden`` (its top 52 bits,
-        plus one half, times ``2**-52``: never 0 or 1); the state advances by ``count`` steps.
-        """
-        start = self._state
-        self._state = (start + count * _GOLDEN) & _MASK64
-        states = ((start + k * _GOLDEN) & _MASK64 for k in range(count))  # _splitmix64 adds one step
-        return [((_splitmix64(state) >> 12) + 0.5) * _2_POW_MINUS_52 for state in states]
-
     def uniform(self) -> float:
-        """One uniform in ``(0, 1)``."""
-        return self.uniforms(1)[0]
+        """A uniform in the open interval ``(0, 1)``: 52 random bits, centred in their cell.
+
+        The SplitMix64 finaliser of ``state + golden`` (its top 52 bits, plus one half, times
+        ``2**-52``: never 0 or 1); the state advances by one step.
+        """
+        state = self._state
+        self._state = (state + _GOLDEN) & _MASK64
+        return ((_splitmix64(state) >> 12) + 0.5) * _2_POW_MINUS_52
+
+    def uniforms(self, count: int) -> list[float]:
+        """``count`` uniforms in ``(0, 1)``: :meth:`uniform` ``count`` times."""
+        return [self.uniform() for _ in range(count)]
 
     def beta(self, a: float, b: float) -> float:
         """A Beta(``a``, ``b``) draw, ``a, b > 0``: Cheng's rejection algorithms BB and BC (1978).
@@ -75,7 +74,7 @@ class HostRandom:
             spread = math.sqrt((total - 2.0) / (2.0 * small * large - total))
             shift = small + 1.0 / spread
             while True:
-                u1, u2 = self.uniforms(2)
+                u1, u2 = self.uniform(), self.uniform()
                 v = spread * math.log(u1 / (1.0 - u1))
                 w = small * math.exp(min(v, _LOG_MAX))
                 z = u1 * u1 * u2
@@ -93,7 +92,7 @@ class HostRandom:
         k1 = delta * (0.0138889 + 0.0416667 * small) / (large * spread - 0.777778)
         k2 = 0.25 + (0.5 + 0.25 / delta) * small
         while True:
-            u1, u2 = self.uniforms(2)
+            u1, u2 = self.uniform(), self.uniform()
             if u1 < 0.5:
                 y = u1 * u2
                 z = u1 * y

@@ -27,9 +27,10 @@ from lit_noise.functional.mix import (
     MIX_MODES,
     MixMode,
     MixParams,
+    _MixOptions,
+    _sample,
     mix_params,
     one_hot_smooth,
-    sample_mix_params,
 )
 from lit_noise.noise.target import TARGET_FORMATS, TargetFormat
 from lit_noise.schedules import Clock, Schedule, ScheduleLike, as_schedule
@@ -144,9 +145,11 @@ class MixupDataModule(pl.LightningDataModule):
     the one-hot of its new class (drawn from the dominant class).
 
     Randomness is counter-based: each batch draws from a generator on its device seeded from
-    (seed, epoch, batch index, rank), so the same seed gives the same mixes and a resumed run
-    continues the stream (the seed and ``scale`` are saved in checkpoints, next to the wrapped
-    DataModule's own state). The current values are logged as ``mix/mixup_alpha``,
+    (seed, epoch, batch index, rank) -- mode ``"batch"`` draws its single λ, method and box from
+    a pure-Python :class:`~lit_noise.HostRandom` stream seeded from the same counters, with no
+    tensor operation -- so the same seed gives the same mixes and a resumed run continues the
+    stream (the seed and ``scale`` are saved in checkpoints, next to the wrapped DataModule's own
+    state). The current values are logged as ``mix/mixup_alpha``,
     ``mix/cutmix_alpha``, ``mix/prob``, ``mix/label_smoothing`` and ``mix/lam`` (the batch's mean
     own-sample weight; 1 for a batch that was not mixed) at the logging interval, through a small
     callback added to the trainer while fitting; at train start that callback also logs the
@@ -251,6 +254,7 @@ class MixupDataModule(pl.LightningDataModule):
         self._cutmix_possible = self.cutmix_minmax is not None or self.cutmix_alpha.min_max()[1] > 0.0
         self._constant = all(s.is_constant for s in self._schedules())
         self._resolved: tuple[float, dict[str, float]] | None = None
+        self._options: tuple[dict[str, float], tuple[int, int] | None, _MixOptions] | None = None
         self._stream = stream_id(_OWNER)
         self._device_generators = GeneratorCache()
         self._seed_prefix: tuple[tuple[int, int], int] | None = None
@@ -455,6 +459,15 @@ class MixupDataModule(pl.LightningDataModule):
 
     def _check_targets(self, x: Tensor, y: Tensor, full: bool) -> None:
         """Check the targets' kind and width (every batch) and class range (first batch, ``full``)."""
+        if (
+            not full
+            and self._target_kind == "indices"
+            and type(y) is Tensor
+            and y.dtype == torch.int64
+            and y.ndim == 1
+            and y.shape[0] == x.shape[0]
+        ):
+            return  # class indices again (their range is F.one_hot's, and the identity gather's, check)
         if y.ndim == 0 or y.shape[0] != x.shape[0]:
             raise ConfigurationError(
                 f"{_OWNER}: inputs and targets must have the same batch size, got shapes"
@@ -551,19 +564,16 @@ class MixupDataModule(pl.LightningDataModule):
         inactive = mixup_alpha <= 0.0 and cutmix_alpha <= 0.0 and self.cutmix_minmax is None
         if prob <= 0.0 or inactive or x.shape[0] < 2:
             return x, y_soft, None
-        params = sample_mix_params(
-            x.shape[0],
-            generator,
-            mode=self.mode,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            cutmix_minmax=self.cutmix_minmax,
-            prob=prob,
-            switch_prob=self.switch_prob,
-            correct_lam=self.correct_lam,
-            spatial_size=tuple(x.shape[-2:]) if x.ndim >= 3 else None,
-            host_generator=host_generator,
-        )
+        size = (x.shape[-2], x.shape[-1]) if x.ndim >= 3 else None
+        cached = self._options
+        if cached is None or cached[0] is not values or cached[1] != size:
+            # sample_mix_params' checks hold (the constructor and the first batch made them):
+            # build its options once per resolved values and image size, then draw directly.
+            options = _MixOptions(
+                mixup_alpha, cutmix_alpha, self.cutmix_minmax, prob, self.switch_prob, self.correct_lam, size
+            )
+            self._options = cached = (values, size, options)
+        params = _sample(x.shape[0], generator, x.device, self.mode, cached[2], host_generator)
         x_mixed, y_mixed = mix_params(x, y_soft, params)
         return x_mixed, y_mixed, params
 

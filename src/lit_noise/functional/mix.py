@@ -381,7 +381,7 @@ def _mix_one(
     if box is not None:
         top, bottom, left, right = (int(v) for v in box)
         if bottom > top and right > left:
-            x_mixed = x.clone()
+            x_mixed = x.clone(memory_format=torch.contiguous_format)
             if x.numel() <= _SMALL_BATCH:  # one contiguous gather: fewer host steps than a strided one
                 pasted = _box_view(x.index_select(0, index), top, bottom, left, right)
             else:  # gather only the box
@@ -900,9 +900,21 @@ def sample_mix_params(
         )
     if generator is not None and device is None:
         device = generator.device
+    options = _MixOptions(mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, size)
+    return _sample(batch_size, generator, device, mode, options, host_generator)
+
+
+def _sample(
+    batch_size: int,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+    mode: str,
+    options: _MixOptions,
+    host_generator: torch.Generator | HostRandom | None = None,
+) -> MixParams:
+    """:func:`sample_mix_params` after its checks (MixupDataModule checks once, then calls this)."""
     pairs = mode == "pair"
     index, perm = _permutation_partners(batch_size, generator, device, pairs)
-    options = _MixOptions(mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, size)
     if mode == "batch":
         stream: _TorchHostStream | HostRandom
         if isinstance(host_generator, HostRandom):
