@@ -88,6 +88,10 @@ PER_BATCH_HOOKS = (
 Measure = Literal["ops", "calls"]
 
 
+#: The README section these rows link to.
+SECTION = "Performance summary > Host-side operations per batch"
+
+
 class _OpCounter(TorchDispatchMode):
     """Counts the aten ops that reach the dispatcher while it is active, by name."""
 
@@ -386,10 +390,17 @@ def main() -> None:
         ) + (f"; {syncs} host syncs (.item(), CPU path) in {args.batches} batches" if syncs else "")
         row = f"host ops per batch: {case.source}"
         if case.per_module:
-            result(row, f"{measured}: {per:g} aten ops per module", "", "info", "grows per module by design")
+            result(
+                row,
+                f"{measured}: {per:g} aten ops per module",
+                "",
+                "info",
+                "grows per module by design",
+                SECTION,
+            )
         else:
             status: Status = "missed" if grows else "met"
-            result(row, measured, "no growth with #params", status, f"the count with {case.small}")
+            result(row, measured, "no growth with #params", status, f"the count with {case.small}", SECTION)
 
 
 if __name__ == "__main__":
