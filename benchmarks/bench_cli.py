@@ -1,6 +1,6 @@
 """The app's own overhead: a lit-noise-train job versus the same fit written by hand, in one process.
 
-Run: ``python benchmarks/bench_cli.py [--repeats 7] [--epochs 2] [--threads 1]`` (about a minute).
+Run: ``python benchmarks/bench_cli.py [--repeats 7] [--epochs 3] [--threads 1]`` (about a minute).
 
 Both run the default experiment (digits MLP, input noise, calibration and robustness monitors,
 ModelCheckpoint, fit then validate and test on the best checkpoint) with a CSV logger, alternately
@@ -83,7 +83,7 @@ def by_hand(out: Path, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="the default job's max_epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
