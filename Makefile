@@ -6,11 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_FLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train adaptive report demo test test-slow test-all lint format typecheck notebooks bench bench-check check precommit clean
+.PHONY: help install train adaptive report demo test test-slow test-all lint format typecheck notebooks docs docs-serve bench bench-check check precommit clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +63,17 @@ typecheck: $(STAMP) ## mypy --strict on src/
 
 notebooks: $(STAMP) ## Execute the notebooks
 	$(BIN)/python -m pytest --nbmake notebooks -o addopts="" $(PYTEST_FLAGS)
+
+# The docs extra (mkdocs, Material, mkdocstrings) on top of the dev install, for the two docs targets.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP) ## Build the documentation site into site/ (mkdocs build --strict: warnings are errors)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP) ## Serve the documentation site locally with live reload (mkdocs serve)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(STAMP) ## Run every benchmark, save their output in benchmarks/results/, regenerate README's summary
 	$(BIN)/python benchmarks/summary.py $(ARGS)

@@ -1,0 +1,85 @@
+"""The documentation site's build hook (docs/hooks.py): the README's performance summary on the site.
+
+The site itself is built by `make docs` (`mkdocs build --strict`, the `docs` extra); these tests need
+no mkdocs: they check the hook's pure functions against the README and the pages in docs/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    spec = importlib.util.spec_from_file_location("lit_noise_docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors of a Markdown page, slugged by hand (lower case, word characters, hyphens)."""
+    anchors, fence = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        match = None if fence else re.match(r"^#{1,6} (.*)$", line)
+        if match:
+            text = match.group(1).replace("`", "").lower()
+            anchors.add(re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", text)).strip("-"))
+    return anchors
+
+
+def test_every_link_of_the_readme_summary_lands_on_a_page_section(hooks) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("<!-- perf-summary:start -->") : readme.index("<!-- perf-summary:end -->")]
+    links = set(re.findall(r"\]\(#([^)\s]+)\)", block))
+    assert links, "the README's performance summary links to no section"
+    for anchor in links:
+        page, _, section = hooks.README_ANCHORS[anchor].partition("#")
+        path = ROOT / "docs" / page
+        assert path.is_file(), (anchor, page)
+        assert not section or section in _anchors(path), (anchor, page, section)
+
+
+def test_the_summary_is_included_with_its_links_rewritten(hooks) -> None:
+    readme = (
+        "# x\n<!-- perf-summary:start -->\n| what | measured |\n| --- | --- |\n"
+        "| a ([details](#token-models)) | b ([details](#performance-3)) |\n<!-- perf-summary:end -->\nrest\n"
+    )
+    assert hooks.perf_summary(readme) == (
+        "| what | measured |\n| --- | --- |\n"
+        "| a ([details](token-noise.md)) | b ([details](robustness.md#performance)) |"
+    )
+
+
+def test_a_link_to_an_unknown_section_and_a_missing_block_warn(
+    hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    readme = "<!-- perf-summary:start -->\n| [d](#no-such-section) |\n<!-- perf-summary:end -->"
+    with caplog.at_level(logging.WARNING, logger="mkdocs.hooks.lit_noise"):
+        assert hooks.perf_summary(readme) == "| [d](#no-such-section) |"
+        assert hooks.perf_summary("no block here") == ""
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert "#no-such-section" in messages[0]
+    assert "perf-summary:start" in messages[1]
+
+
+def test_the_page_marker_is_replaced_by_the_readme_block(hooks, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("<!-- perf-summary:start -->\n| t |\n<!-- perf-summary:end -->\n")
+    config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
+    page = f"# Performance\n\n{hooks.MARKER}\n\nafter\n"
+    assert hooks.on_page_markdown(page, page="performance.md", config=config, files=None) == (
+        "# Performance\n\n| t |\n\nafter\n"
+    )
+    assert hooks.on_page_markdown("no marker", page="x.md", config=config, files=None) == "no marker"
