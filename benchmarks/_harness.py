@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
     "RESULT_PREFIX",
+    "AtenOps",
     "Status",
     "header",
     "interleaved",
@@ -173,3 +175,18 @@ def result(
         "threads": torch.get_num_threads(),
     }
     print(RESULT_PREFIX + json.dumps(record), flush=True)
+
+
+class AtenOps(TorchDispatchMode):
+    """Records the aten ops dispatched while active (below autograd: one per kernel or view).
+
+    ``ops`` holds their names in order; ``len(ops)`` is the count the benchmarks report.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))

@@ -42,9 +42,8 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.trainer import call
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from _harness import header, interleaved, paired_ratios, quiet_trainer, result, thread_clock
+from _harness import AtenOps, header, interleaved, paired_ratios, quiet_trainer, result, thread_clock
 from lit_noise import Gaussian, InputNoise, LabelSmoothing, SymmetricFlip, TargetNoise
 from lit_noise._rng import mix_seed
 from lit_noise.callbacks.batch_noise import BatchNoise
@@ -325,16 +324,6 @@ def bench_steps(steps: int, blocks: int) -> None:
             )
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 def bench_ops() -> None:
     """Part 3: aten operations each source dispatches from its hook per batch."""
     print("\nPart 3: aten ops dispatched per batch from on_train_batch_start")
@@ -365,7 +354,7 @@ def bench_ops() -> None:
             x = torch.rand(size, features)
             y = torch.randint(0, NUM_CLASSES, (size,))
             batch: Any = {"x": x, "y": y} if isinstance(callbacks[0].key, str) else [x, y]
-            with _CountOps() as counter:
+            with AtenOps() as counter:
                 for cb in callbacks:
                     cb.on_train_batch_start(trainer, module, batch, 3)
             counts.setdefault(name, []).append(len(counter.ops))

@@ -35,8 +35,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from _harness import header, interleaved, paired_ratios, result, thread_clock
-from bench_weight_noise import MODELS, SECTION, STD, TARGET, CountOps, Step, flat_views, model, start
+from _harness import AtenOps, header, interleaved, paired_ratios, result, thread_clock
+from bench_weight_noise import MODELS, SECTION, STD, TARGET, Step, flat_views, model, start
 from lit_noise import AnnealedStd, GradientNoise
 
 
@@ -187,7 +187,7 @@ def bench_ops() -> None:
                 assert callback._layout is not None
                 step = gradient_noise_step(callback, trainer, module)
                 step()  # once outside: first-call allocations
-                with CountOps() as counter:
+                with AtenOps() as counter:
                     step()
                 counts.setdefault((mode, chunking), []).append(len(counter.ops))
                 if tensors == 20 and chunking == "one chunk":

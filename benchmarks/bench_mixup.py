@@ -33,9 +33,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from _harness import header, interleaved, keep_freed_memory, result, thread_clock
+from _harness import AtenOps, header, interleaved, keep_freed_memory, result, thread_clock
 from lit_noise import MixupDataModule, SoftLabels
 from lit_noise.examples import DigitsDataModule
 from lit_noise.functional import mix_params, one_hot_smooth, sample_mix_params
@@ -159,25 +158,13 @@ def bench(shape: tuple[int, ...], device: torch.device, reps: int) -> dict[str, 
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-class _OpCounter(TorchDispatchMode):
-    """Counts the aten ops dispatched while active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def aten_ops(fn: Callable[[], Any], calls: int = 20) -> float:
     """The mean number of aten ops one call of ``fn`` dispatches."""
     fn()
-    with _OpCounter() as counter:
+    with AtenOps() as counter:
         for _ in range(calls):
             fn()
-    return counter.count / calls
+    return len(counter.ops) / calls
 
 
 def elem_parts(x: torch.Tensor, y: torch.Tensor, reps: int) -> dict[str, float]:

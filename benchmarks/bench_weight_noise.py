@@ -53,10 +53,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
-from _harness import header, interleaved, paired_ratios, quiet_trainer, result, thread_clock
+from _harness import AtenOps, header, interleaved, paired_ratios, quiet_trainer, result, thread_clock
 from lit_noise import Gaussian, WeightNoise
 
 STD = 0.01
@@ -314,21 +313,9 @@ def bench_time(number: int, rounds: int) -> None:
     result(f"naive per-parameter loop / `WeightNoise` ({sizes})", shown, section=SECTION)
 
 
-class CountOps(TorchDispatchMode):
-    """Counts the aten ops dispatched while active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 def count_ops(step: Step) -> list[str]:
     step()  # once outside: first-call allocations
-    with CountOps() as counter:
+    with AtenOps() as counter:
         step()
     return counter.ops
 
