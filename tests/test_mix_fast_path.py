@@ -536,3 +536,27 @@ def test_soft_returns_a_fresh_tensor(classes: int) -> None:
     assert torch.equal(second, _one_hot(y, classes))
     assert second.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
     assert torch.equal(soft(torch.arange(classes), classes), torch.eye(classes))
+
+
+def test_batch_mode_cutmix_lam_follows_each_batch_image_size() -> None:
+    """The draw's options are cached per resolved values and image size: a new size gets new boxes."""
+    dm = _datamodule(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=5)
+    y = torch.tensor([0, 1, 2, 3, 4])
+    for height, width in [(4, 4), (16, 12), (4, 4), (16, 12)] * 5:
+        x = torch.arange(5 * height * width, dtype=torch.float32).view(5, 1, height, width)
+        x_mixed, _ = _next_batch(dm, x, y)
+        params = dm.last_params
+        assert params is not None
+        assert params.host is not None
+        changed = int((x_mixed != x)[0].sum())
+        assert params.host[0] == 1.0 - changed / (height * width)  # the area of this batch's image
+        top, bottom, left, right = params.host[2]
+        assert 0 <= top <= bottom <= height
+        assert 0 <= left <= right <= width
+
+
+def test_a_later_batch_whose_targets_do_not_match_its_inputs_is_refused() -> None:
+    dm = _datamodule()
+    _next_batch(dm, torch.rand(6, 1, 4, 4), torch.randint(0, 4, (6,)))
+    with pytest.raises(ConfigurationError, match="same batch size"):
+        _next_batch(dm, torch.rand(6, 1, 4, 4), torch.randint(0, 4, (5,)))

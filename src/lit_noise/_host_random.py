@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 
-from lit_noise._rng import _splitmix64
+from lit_noise._rng import _GOLDEN, _MASK64, _splitmix64
 
 __all__ = ["HostRandom"]
 
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment (as in lit_noise._rng)
 _2_POW_MINUS_52 = 2.0**-52
 _LOG_4 = math.log(4.0)
 _LOG_MAX = 709.0  # exp(709) < the largest float64

@@ -14,10 +14,11 @@ import torch
 
 _MASK64 = (1 << 64) - 1
 _MAX_SEED = (1 << 63) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment
 
 
 def _splitmix64(state: int) -> int:
-    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    state = (state + _GOLDEN) & _MASK64
     state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK64
     return state ^ (state >> 31)
