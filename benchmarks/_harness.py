@@ -160,7 +160,8 @@ def result(
         status: ``"met"``, ``"missed"`` (then the benchmark also prints the profile that explains
             it) or ``"info"`` (no target).
         floor: how the floor (denominator) is computed, in a few words.
-        section: the README section with the details (its heading text), or empty.
+        section: the documentation section with the details: a heading's text in ``docs/``
+            (``"Page title > Heading"`` where the text repeats), or empty. The summary links to it.
     """
     shown = f"{row}: {measured}" + (f" (target {target}: {status})" if target else "")
     print(shown + (f"; floor: {floor}" if floor else ""))

@@ -53,7 +53,7 @@ from lit_noise.soft_labels import SoftLabels
 
 NUM_CLASSES = 10
 STD, FLIP_P, EPS = 0.1, 0.2, 0.1
-SECTION = "Noise on inputs and targets"
+SECTION = "Input and target noise"
 HOOK_TARGET, STEP_TARGET = 1.2, 1.03
 
 

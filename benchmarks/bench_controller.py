@@ -137,7 +137,7 @@ def main() -> None:
         "nothing measurable (<= 1.05, the noise of paired steps)",
         "met" if ratio <= 1.05 else "missed",
         "the same fit without the controller",
-        "Let the noise find its level: the noise controller (`experiment=adaptive`)",
+        "The noise controller",
     )
 
 

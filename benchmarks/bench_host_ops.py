@@ -88,8 +88,8 @@ PER_BATCH_HOOKS = (
 Measure = Literal["ops", "calls"]
 
 
-#: The README section these rows link to.
-SECTION = "Performance summary > Host-side operations per batch"
+#: The documentation section these rows link to.
+SECTION = "Host-side operations per batch"
 
 
 class _OpCounter(TorchDispatchMode):

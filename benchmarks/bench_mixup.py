@@ -201,7 +201,7 @@ def main() -> None:
     header("MixupDataModule vs one lerp and timm's Mixup", device)
     print(f"timm: {TIMM_SOURCE}")
     floor_text = "one torch.lerp(x, partner, w) with a per-sample weight, partners gathered beforehand"
-    section = "Mixup and CutMix (`MixupDataModule`)"
+    section = "Mixup and CutMix > Performance"
     for shape in SHAPES:
         medians = bench(shape, device, args.reps)
         floor = medians["floor (one lerp)"]

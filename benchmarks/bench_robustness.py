@@ -38,7 +38,7 @@ from lit_noise.callbacks.robustness_monitor import SUITES
 from lit_noise.corruptions import DEFAULT_CORRUPTIONS, corrupt
 from lit_noise.examples import Classifier, ShapesDataModule
 
-SECTION = "Watching robustness (`lit_noise.corruptions`, `RobustnessMonitor`)"
+SECTION = "Robustness: the corruption suite and `RobustnessMonitor` > Performance"
 
 
 class _Timer(pl.Callback):

@@ -61,7 +61,7 @@ from lit_noise import Gaussian, WeightNoise
 STD = 0.01
 MODELS = {20: 316, 200: 100, 2000: 31}  # tensors -> width of the square Linear layers (~1M weights)
 BLOCK = 32  # rows of the relative floor's blocked clean copy
-SECTION = "Noise on weights and gradients (`WeightNoise`, `GradientNoise`)"
+SECTION = "Weight and gradient noise > Performance"
 TARGET = 1.3
 Step = Callable[[], None]
 

@@ -21,20 +21,6 @@ BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 START, END = "<!-- perf-summary:start -->", "<!-- perf-summary:end -->"
 README = f"""# Project
 
-## Weights
-
-### Performance
-
-```sh
-### Performance
-```
-
-## Mixing
-
-### Performance
-
-Mixing details.
-
 ## Performance summary
 
 Intro that stays.
@@ -47,6 +33,12 @@ Intro that stays.
 
 Text that stays.
 """
+#: The documentation pages the rows' sections name: "Performance" stands in both (and once in a
+#: code block, which is no heading), so a row names it as "Mixing > Performance".
+PAGES = {
+    "weights.md": "# Weights\n\n## Performance\n\n```sh\n## Performance\n```\n",
+    "mixing.md": "# Mixing\n\nIntro.\n\n## Performance\n\nMixing details.\n\n## Details\n\n### Performance\n",
+}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ ALPHA = [
 ]
 BETA = [record("step / bare", "1.02x", "missed", target="<= 1.01x", floor="a step   without\ncallbacks")]
 ROWS = [
-    "| mix / floor ([details](#performance-1)) | 1.5x \\| 1.7x | <= 2x | met | one lerp |",
+    "| mix / floor ([details](docs/mixing.md#performance)) | 1.5x \\| 1.7x | <= 2x | met | one lerp |",
     "| elem / timm | 10x faster |  | info |  |",
     "| step / bare | 1.02x | <= 1.01x | missed | a step without callbacks |",
 ]
@@ -102,11 +94,16 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     fake(bench, "beta", BETA)
     readme = tmp_path / "README.md"
     readme.write_text(README)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in PAGES.items():
+        (docs / name).write_text(text)
     return bench, readme
 
 
 def call(summary: ModuleType, bench: Path, readme: Path, *options: str) -> int:
-    code: int = summary.main(["--benchmarks", str(bench), "--readme", str(readme), *options])
+    docs = ["--docs", str(readme.parent / "docs")]
+    code: int = summary.main(["--benchmarks", str(bench), "--readme", str(readme), *docs, *options])
     return code
 
 
@@ -146,6 +143,23 @@ def test_regenerates_the_table_between_the_markers(summary: ModuleType, tree: tu
     assert (meta["script"], meta["cpus"] >= 1, meta["seconds"] >= 0) == ("bench_alpha.py", True, True)
     results = ["RESULT " + json.dumps(r) for r in ALPHA]
     assert output[1:] == ["== alpha", "ratio 1.5x, floor: one lerp", *results, "a warning"]  # and stderr
+
+
+def test_sections_link_to_the_pages_as_the_site_anchors_them(summary: ModuleType, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "api").mkdir(parents=True)
+    for name, text in PAGES.items():
+        (docs / name).write_text(text)
+    (docs / "api" / "data.md").write_text("# Data `lit_noise.data`\n\n## Mixup, CutMix & more\n")
+    links = summary.doc_sections(docs)
+    assert links["Weights"] == "docs/weights.md"  # a page's title links to the page
+    assert links["Weights > Performance"] == "docs/weights.md#performance"
+    assert links["Mixing > Performance"] == "docs/mixing.md#performance"
+    assert links["Details > Performance"] == "docs/mixing.md#performance_1"  # repeated: _1, as MkDocs
+    assert links["Performance"] == ""  # in several places
+    assert links["Data `lit_noise.data`"] == "docs/api/data.md"
+    assert links["Mixup, CutMix & more"] == "docs/api/data.md#mixup-cutmix-more"
+    assert "## Performance" not in links  # the fenced block has no heading
 
 
 def test_from_results_runs_nothing_and_names_the_machine_and_dates(
@@ -205,6 +219,10 @@ def test_only_runs_the_named_benchmarks(summary: ModuleType, tree: tuple[Path, P
         ({"rows": [record("x", "1x", "good")]}, "status must be one of met, missed, info, got 'good'"),
         ({"rows": [{"row": "x"}]}, "a RESULT row without the text fields ['measured', 'target'"),
         ({"rows": [record("x", "1x", section="Nowhere")]}, "section 'Nowhere' of row 'x' is no heading"),
+        (
+            {"rows": [record("x", "1x", section="Performance")]},
+            "section 'Performance' of row 'x' stands in several places",
+        ),
         ({"extra": "import time; time.sleep(30)"}, "bench_beta: ran past --timeout 2 s"),
     ],
 )

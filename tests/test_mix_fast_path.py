@@ -6,6 +6,7 @@ loops, ``F.one_hot``, ``scipy.stats`` and ``lit_noise._rng.mix_seed``.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any
 
@@ -110,6 +111,69 @@ def test_host_draw_equals_the_tensor_draw_bit_for_bit(name: str) -> None:
         assert seen_choices == {True, False}  # both methods were drawn
     if options["prob"] < 1.0:
         assert seen_lams == {True, False}  # some batches were left unmixed
+
+
+def _per_draw_oracle(options: dict[str, Any], draws: int, seed: int) -> list[tuple[str, Any, list[int]]]:
+    """Every draw of ``_draw(draws, ...)`` redone one at a time in Python float64 arithmetic.
+
+    The random numbers come from the same stream in the same order (a ``(rows, draws)`` uniform
+    block, then one Dirichlet call with each draw's alpha); the rest is the CutMix recipe written
+    out per draw: sides ``floor(n * sqrt(1 - λ))`` around the pixel ``floor(u * n)``, clipped, or
+    min-max sides placed uniformly; λ replaced by ``1 - area / (H * W)``.
+    """
+    opts = _MixOptions(**options)
+    use_mixup, use_cut, cut_alpha, rows = opts.methods
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.rand((rows, draws), generator=generator, dtype=torch.float64).tolist()
+    choices = [u[1][i] < opts.switch_prob if use_mixup and use_cut else None for i in range(draws)]
+    betas = [1.0] * draws
+    if use_mixup or (use_cut and opts.cutmix_minmax is None):
+        alphas = [
+            (cut_alpha if c else opts.mixup_alpha) if c is not None else opts.mixup_alpha or opts.cutmix_alpha
+            for c in choices
+        ]
+        concentration = torch.tensor([[a, a] for a in alphas], dtype=torch.float64)
+        betas = torch._sample_dirichlet(concentration, generator=generator)[:, 0].tolist()
+    result = []
+    for i in range(draws):
+        mixed = u[0][i] < opts.prob
+        lam = betas[i] if mixed else 1.0
+        box = [0, 0, 0, 0]
+        if use_cut and mixed and choices[i] is not False:
+            assert opts.spatial_size is not None
+            for axis, extent in enumerate(opts.spatial_size):
+                if opts.cutmix_minmax is None:
+                    size = math.floor(extent * math.sqrt(1.0 - lam))
+                    start = math.floor(u[2 + axis][i] * extent) - size // 2
+                    low, high = min(max(start, 0), extent), min(max(start + size, 0), extent)
+                else:
+                    lo, hi = int(extent * opts.cutmix_minmax[0]), int(extent * opts.cutmix_minmax[1])
+                    size = math.floor(u[2 + axis][i] * float(hi - lo)) + lo
+                    low = math.floor(u[4 + axis][i] * (float(extent) - size + 1.0))
+                    high = low + size
+                box[2 * axis : 2 * axis + 2] = [low, high]
+            if opts.correct_lam or opts.cutmix_minmax is not None:
+                height, width = opts.spatial_size
+                lam = 1.0 - float((box[1] - box[0]) * (box[3] - box[2])) / float(height * width)
+        result.append((lam.hex(), choices[i], box))
+    return result
+
+
+@pytest.mark.parametrize("name", list(DRAW_CONFIGS))
+def test_per_sample_tensor_draw_equals_a_per_draw_python_oracle_bit_for_bit(name: str) -> None:
+    options = DRAW_CONFIGS[name]
+    for seed, draws in ((0, 1), (1, 7), (2, 64), (3, 257)):
+        generator = torch.Generator().manual_seed(seed)
+        lam, choice, corners = _draw(draws, generator, CPU, _MixOptions(**options), False)
+        boxes = [[0, 0, 0, 0]] * draws if corners is None else corners.reshape(4, draws).t().tolist()
+        got = [
+            (lam[i].item().hex(), None if choice is None else bool(choice[i]), [int(v) for v in boxes[i]])
+            for i in range(draws)
+        ]
+        expected = _per_draw_oracle(options, draws, seed)
+        if corners is None:  # mixup only: no boxes drawn
+            expected = [(lam_hex, c, [0, 0, 0, 0]) for lam_hex, c, _ in expected]
+        assert got == expected, (name, seed, draws)
 
 
 def test_host_draw_from_a_host_random_stream_is_a_valid_draw() -> None:

@@ -48,6 +48,33 @@ def test_sequences_are_deterministic_from_the_seed() -> None:
     assert not torch.equal(first[0], make_token_sequences(50, seed=2)[0])
 
 
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        (
+            {"min_length": 8, "max_length": 4},
+            r"^make_token_sequences: `max_length` must be >= `min_length` \(8\), got 4\.$",
+        ),
+        (
+            {"vocab_size": 20},
+            r"^make_token_sequences: `vocab_size` must be >= 2 \+ num_classes \* group_size = 26, got 20\.$",
+        ),
+        ({"signal": -0.1}, r"^make_token_sequences: `signal` must be >= 0 and <= 1, got -0\.1\.$"),
+        ({"num_samples": -1}, r"^make_token_sequences: `num_samples` must be an integer >= 0, got -1\.$"),
+    ],
+)
+def test_the_function_refuses_what_the_data_module_refuses(settings: dict[str, Any], match: str) -> None:
+    arguments = {"num_samples": 5, **settings}
+    with pytest.raises(ConfigurationError, match=match):
+        make_token_sequences(**arguments)
+
+
+def test_equal_min_and_max_length_give_sequences_of_that_length() -> None:
+    _, mask, _ = make_token_sequences(20, min_length=7, max_length=7, seed=3)
+    assert mask.sum(1).tolist() == [7] * 20
+    assert mask.shape == (20, 7)
+
+
 def test_the_data_module_yields_dict_batches_from_distinct_splits() -> None:
     dm = TokenDataModule(train_size=40, val_size=20, test_size=20, batch_size=8)
     dm.setup("fit")

@@ -22,6 +22,13 @@ class KeyPath(tuple[Union[int, str], ...]):
     It is a plain tuple of indices and keys (``KeyPath(("a", 0)) == ("a", 0)``) with two extra
     attributes: ``name``, the argument's name (``"key"``, ``"target_key"`` ...), and ``key``, the
     value as the user gave it.
+
+    Example:
+        >>> path = KeyPath(("inputs", 0), name="input_key", key="inputs.0")
+        >>> path == ("inputs", 0), path.name, path.key
+        (True, 'input_key', 'inputs.0')
+        >>> KeyPath(("x",)).key  # the parts themselves when no key is given
+        ('x',)
     """
 
     name: str
@@ -100,7 +107,19 @@ def _bare_tensor_error(owner: str, batch: Any) -> ConfigurationError:
 
 
 def read(batch: Any, path: Sequence[int | str] | None, owner: str) -> Tensor:
-    """The tensor at ``path`` in ``batch`` (the batch itself for ``None``)."""
+    """The tensor at ``path`` in ``batch`` (the batch itself for ``None``).
+
+    Example:
+        >>> import torch
+        >>> batch = {"inputs": [torch.zeros(2), torch.ones(2)], "label": torch.tensor([3])}
+        >>> read(batch, ("inputs", 1), "InputNoise")
+        tensor([1., 1.])
+        >>> try:
+        ...     read(batch, normalize_key("label.0", "InputNoise"), "InputNoise")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        InputNoise: `key` 'label.0' indexes into a tensor (at 0); for a bare tensor batch pass `key=None`.
+    """
     if path is not None and len(path) == 1 and (type(batch) is list or type(batch) is dict):
         try:  # the common case, on every training batch: one index into a list or dict
             node = batch[path[0]]  # type: ignore[index]
@@ -125,6 +144,14 @@ def write(batch: Any, path: Sequence[int | str] | None, value: Tensor, owner: st
 
     A bare tensor batch (``path=None``) is updated in place, which is refused for a tensor that
     is a view of other storage (a loader with ``batch_size=None`` over slices of a dataset).
+
+    Example:
+        >>> import torch
+        >>> clean = torch.zeros(2)
+        >>> batch = {"inputs": [clean, torch.tensor([1])]}
+        >>> write(batch, ("inputs", 0), torch.ones(2), "InputNoise")
+        >>> batch["inputs"][0], clean  # the list entry is replaced, the old tensor is untouched
+        (tensor([1., 1.]), tensor([0., 0.]))
     """
     if path is None:
         if not isinstance(batch, Tensor):

@@ -23,9 +23,18 @@ class Decision(NamedTuple):
     """What one validation decided: the scale from now on, the code and why.
 
     ``code`` is :data:`DECREASE` (-1: a decrease or a probe), :data:`HOLD` (0) or :data:`INCREASE`
-    (+1: an increase or a reverted probe). ``reason`` is one of ``"hold"``, ``"cooldown"``,
+    (+1: an increase, a reverted probe or the end of the warm-up). ``reason`` is one of ``"warm-up"``,
+    ``"warm-up done"``, ``"hold"``, ``"cooldown"``,
     ``"below reference"``, ``"probe"``, ``"probe kept"``, ``"probe reverted"``,
     ``"robust improving"``, ``"gap"``.
+
+    Example:
+        >>> control = ScaleControl(patience=1, cooldown=0, warmup=0)
+        >>> control.step(0.50), control.step(0.60)
+        (Decision(scale=1.0, code=0, reason='hold'), Decision(scale=1.0, code=0, reason='hold'))
+        >>> decision = control.step(0.60)  # no improvement for `patience` validations: probe lower
+        >>> decision.scale, decision.code == DECREASE, decision.reason
+        (0.5, True, 'probe')
     """
 
     scale: float
@@ -38,6 +47,16 @@ class ControlState:
     """Everything :class:`ScaleControl` remembers between validations (saved in checkpoints).
 
     Metric values are stored as given (not sign-flipped for ``mode="min"``).
+
+    Example:
+        >>> control = ScaleControl(warmup=2)
+        >>> control.state.scale, control.state.warmup  # scale 0 during the clean warm-up
+        (0.0, 2)
+        >>> _ = control.step(0.5, epoch=0)
+        >>> control.state.warmup, control.state.best, control.state.history
+        (1, 0.5, [(0, 0.0, 0.5, None, 0, 0.0)])
+        >>> ControlState.from_dict(control.state.to_dict()) == control.state  # checkpoint round trip
+        True
     """
 
     scale: float = 1.0

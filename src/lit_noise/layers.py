@@ -34,6 +34,21 @@ class NoiseLayer(nn.Module):
         clock: set by :class:`~lit_noise.NoiseLayerSchedule` before each training batch.
         generator: likewise; ``None`` means torch's global RNG.
         schedule_scale: likewise, the ``scale`` of that callback, applied on top of ``scale``.
+
+    Example:
+        >>> from lit_noise import Uniform
+        >>> class UniformNoise(NoiseLayer):  # additive uniform noise of `width`
+        ...     def __init__(self, width, scale=1.0):
+        ...         super().__init__(Uniform(width=width), scale)
+        >>> layer = UniformNoise(width=0.5, scale=0.5).train()
+        >>> layer.current(), layer.settings()
+        ({'width': 0.25}, {'width': 0.5, 'scale': 0.5})
+        >>> layer.generator = torch.Generator().manual_seed(0)  # NoiseLayerSchedule sets one per batch
+        >>> y = layer(torch.zeros(100_000))
+        >>> bool(y.abs().max() <= 0.125), round(y.std().item() * 12**0.5, 2)  # width 0.25 as drawn
+        (True, 0.25)
+        >>> bool((layer.eval()(torch.ones(3)) == 1).all()), isinstance(GaussianNoise(std=0.1), NoiseLayer)
+        (True, True)
     """
 
     def __init__(self, noise: Noise, scale: float = 1.0) -> None:

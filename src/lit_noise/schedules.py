@@ -77,6 +77,21 @@ class Schedule(ABC):
 
     Subclasses implement :meth:`value` of the time in their ``unit``. Schedules multiply with
     numbers and with each other (giving :class:`Product`).
+
+    Example:
+        >>> class Halving(Schedule):  # halves every epoch
+        ...     unit = "epoch"
+        ...     def __init__(self, start):
+        ...         self.start = start
+        ...     def value(self, t):
+        ...         return self.start * 0.5**t
+        ...     def min_max(self):
+        ...         return 0.0, self.start
+        >>> halving = Halving(start=0.4)
+        >>> halving(Clock(epoch=2)), halving.units(), halving.is_constant
+        (0.1, {'epoch'}, False)
+        >>> (halving * 0.5)(Clock(epoch=1)), halving
+        (0.1, Halving(start=0.4))
     """
 
     unit: str = "step"

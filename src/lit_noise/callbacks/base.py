@@ -33,6 +33,14 @@ def training_clock(trainer: pl.Trainer, total_steps: float | None = None) -> Clo
 
     ``total_steps`` defaults to ``trainer.estimated_stepping_batches``; progress is 0 when it is
     infinite.
+
+    Example:
+        >>> from types import SimpleNamespace  # stands in for a Trainer 25 steps into its fit
+        >>> trainer = SimpleNamespace(global_step=25, current_epoch=1, estimated_stepping_batches=100)
+        >>> training_clock(trainer)
+        Clock(step=25, epoch=1, progress=0.25)
+        >>> training_clock(trainer, total_steps=float("inf")).progress
+        0.0
     """
     step = trainer.global_step
     total = trainer.estimated_stepping_batches if total_steps is None else total_steps
@@ -46,6 +54,11 @@ def flushes_logs(trainer: pl.Trainer, every: int | None = None, epoch_loop: Any 
     Lightning flushes when ``(batches_that_stepped + 1) % log_every_n_steps == 0`` or when stopping;
     ``every`` and ``epoch_loop`` may be passed in cached. Falls back to ``global_step`` if the loop's
     private counter is ever renamed.
+
+    Example:
+        >>> trainer = pl.Trainer(logger=False, log_every_n_steps=50, enable_checkpointing=False)
+        >>> flushes_logs(trainer), flushes_logs(trainer, every=1)  # before the first batch: step 0
+        (False, True)
     """
     every = int(getattr(trainer, "log_every_n_steps", 50)) if every is None else every
     if every <= 0:
@@ -129,6 +142,15 @@ class NoiseCallback(Callback):
             ``seed_everything``) and shares rank 0's with every rank.
         scale: multiplier on every strength (the controller's knob), saved in checkpoints.
         default_name: the role, the name of an unnamed instance.
+
+    Example:
+        >>> from lit_noise import Gaussian, InputNoise
+        >>> callback = InputNoise(Gaussian(std=0.1), seed=0)
+        >>> isinstance(callback, NoiseCallback), callback.name, callback.state_dict()
+        (True, 'input', {'seed': 0, 'scale': 1.0})
+        >>> callback.load_state_dict({"seed": 3, "scale": 0.5})  # what a checkpoint restores
+        >>> callback.seed, callback.scale
+        (3, 0.5)
     """
 
     #: Attributes that, with the noise's type, tell unnamed instances apart in checkpoints.

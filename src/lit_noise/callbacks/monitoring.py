@@ -245,6 +245,16 @@ def require_validation(trainer: Any, pl_module: nn.Module, owner: str, why: str,
     is 0, no validation dataloader is given or the module has no ``validation_step``; with
     ``runs`` (the callback acts at validations, not only on the validation data), also when
     ``check_val_every_n_epoch`` is larger than ``max_epochs``.
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> trainer = pl.Trainer(logger=False, limit_val_batches=0, enable_checkpointing=False)
+        >>> try:
+        ...     require_validation(trainer, pl.LightningModule(), "RobustnessMonitor", "evaluates on it")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        RobustnessMonitor evaluates on it, but `limit_val_batches` is 0; LightningModule has no
+        `validation_step`. Give the Trainer validation data, or leave the callback out.
     """
     from lightning.pytorch.utilities.model_helpers import is_overridden
 

@@ -54,7 +54,16 @@ _AUTO_COPIES = 8  # corrupted copies per forward on accelerators with copies_per
 
 
 class Suite(NamedTuple):
-    """What a :class:`RobustnessMonitor` evaluates unless told otherwise."""
+    """What a :class:`RobustnessMonitor` evaluates unless told otherwise.
+
+    Example:
+        >>> quick = SUITES["quick"]  # the default suite
+        >>> quick.corruptions, quick.severities, quick.max_samples
+        (('gaussian_noise', 'gaussian_blur', 'contrast', 'pixelate'), (3, 5), 64)
+        >>> monitor = RobustnessMonitor(suite="full", log_figures=False)
+        >>> monitor.severities == SUITES["full"].severities, monitor.max_samples
+        (True, None)
+    """
 
     corruptions: tuple[str, ...]
     severities: tuple[int, ...]

@@ -75,7 +75,33 @@ def _figure(table: dict[str, dict[int, float]], clean: float | None, path: Path)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path``; return what ``eval.json`` holds."""
+    """Evaluate ``cfg.ckpt_path``; return what ``eval.json`` holds.
+
+    Example:
+        >>> import tempfile
+        >>> from hydra import compose, initialize_config_module
+        >>> from hydra.utils import instantiate
+        >>> small = ["robustness.corruptions=[gaussian_noise,contrast]", "robustness.severities=[1,5]",
+        ...          "trainer.limit_val_batches=1", "trainer.deterministic=false",
+        ...          "trainer.enable_progress_bar=false"]
+        >>> out = tempfile.TemporaryDirectory()
+        >>> ckpt = Path(out.name) / "model.ckpt"
+        >>> with initialize_config_module("lit_noise.conf", version_base="1.3"):
+        ...     cfg = compose("eval", [*small, f"ckpt_path={ckpt}", f"paths.output_dir={out.name}",
+        ...                            f"paths.work_dir={out.name}"])
+        >>> with torch.random.fork_rng():  # the checkpoint of an untrained model
+        ...     torch.save({"state_dict": instantiate(cfg.model).state_dict()}, ckpt)
+        ...     results = evaluate(cfg)
+        corruption                  s1      s5    mean
+        contrast                 ...
+        gaussian_noise           ...
+        clean                    ...
+        >>> sorted(results), sorted(results["accuracy"]["contrast"])
+        (['accuracy', 'checkpoint', 'metrics', 'versions'], ['s1', 's5'])
+        >>> sorted(p.name for p in Path(out.name).iterdir())
+        ['eval.json', 'model.ckpt', 'robustness.png']
+        >>> out.cleanup()
+    """
     ckpt_path = Path(str(cfg.ckpt_path))
     if not ckpt_path.is_file():
         raise ConfigurationError(
@@ -115,7 +141,22 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console entry point (``lit-noise-eval ckpt_path=...``)."""
+    """Console entry point (``lit-noise-eval ckpt_path=...``).
+
+    Example:
+        >>> import sys
+        >>> from unittest import mock
+        >>> from hydra.core.hydra_config import HydraConfig
+        >>> saved = HydraConfig.instance().cfg  # `--cfg` sets Hydra's global config: put back below
+        >>> argv = ["lit-noise-eval", "--cfg", "job", "--package", "robustness"]
+        >>> with mock.patch.object(sys, "argv", argv):
+        ...     main()  # prints the composed `robustness` node, runs nothing
+        # @package robustness
+        _target_: lit_noise.RobustnessMonitor
+        suite: full
+        ...
+        >>> HydraConfig.instance().cfg = saved
+    """
     _hydra_main()
 
 

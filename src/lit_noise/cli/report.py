@@ -28,7 +28,18 @@ _COLUMNS = ("val/acc", "val/robust/mean_acc", "val/cal/ece", "val/cal/nll", "tes
 
 @dataclass(frozen=True)
 class Job:
-    """One job of a sweep, as its ``results.json`` tells it."""
+    """One job of a sweep, as its ``results.json`` tells it.
+
+    Example:
+        >>> job = Job(Path("sweep/0/results.json"), {
+        ...     "job": {"overrides": ["callbacks.input_noise.noise.std=0.1"]},
+        ...     "optimized_metric": {"name": "val/acc", "value": 0.9},
+        ...     "metrics": {"val/acc": 0.9, "val/cal/ece": None}})
+        >>> job.label, job.value, job.metrics  # a null metric is left out
+        ('callbacks.input_noise.noise.std=0.1', 0.9, {'val/acc': 0.9})
+        >>> Job(Path("."), {}).label, Job(Path("."), {}).value
+        ('defaults', None)
+    """
 
     path: Path
     data: dict[str, Any]
@@ -56,6 +67,23 @@ def load_jobs(directory: str | Path) -> list[Job]:
 
     Raises:
         ConfigurationError: when there is none.
+
+    Example:
+        >>> import tempfile
+        >>> from lit_noise.cli.results import write_results
+        >>> with tempfile.TemporaryDirectory() as sweep:
+        ...     for num in (10, 2, 1):
+        ...         _ = write_results(Path(sweep) / str(num), {"job": {"num": num}})
+        ...     jobs = load_jobs(sweep)
+        >>> [job.data["job"]["num"] for job in jobs]  # job directories in numeric order
+        [1, 2, 10]
+        >>> with tempfile.TemporaryDirectory() as empty:
+        ...     try:
+        ...         load_jobs(empty)
+        ...     except ConfigurationError as err:
+        ...         print(err)
+        lit-noise-report: `directory` must hold jobs' results.json files (a lit-noise-train output or
+        multirun directory), got '...'.
     """
     root = Path(directory)
     paths = sorted(
@@ -80,7 +108,16 @@ def lower_is_better(metric: str) -> bool:
 
 
 def sort_jobs(jobs: Sequence[Job]) -> list[Job]:
-    """Jobs best first by their optimised metric; failed jobs and jobs without a value last."""
+    """Jobs best first by their optimised metric; failed jobs and jobs without a value last.
+
+    Example:
+        >>> def job(value, metric="val/acc"):
+        ...     return Job(Path("."), {"optimized_metric": {"name": metric, "value": value}})
+        >>> [j.value for j in sort_jobs([job(0.7), job(None), job(0.9)])]  # higher accuracy first
+        [0.9, 0.7, None]
+        >>> [j.value for j in sort_jobs([job(0.3, "val/cal/ece"), job(0.1, "val/cal/ece")])]  # lower first
+        [0.1, 0.3]
+    """
     names = [j.data.get("optimized_metric", {}).get("name") for j in jobs if j.value is not None]
     sign = 1.0 if names and lower_is_better(str(names[0])) else -1.0
     return sorted(jobs, key=lambda j: (j.value is None, sign * (j.value if j.value is not None else 0.0)))
@@ -235,7 +272,29 @@ def _controller_section(jobs: Sequence[Job], out: Path) -> list[str]:
 
 
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.md`` and its PNG figures for the jobs under ``directory``; return its path."""
+    """Write ``report.md`` and its PNG figures for the jobs under ``directory``; return its path.
+
+    Example:
+        >>> import tempfile
+        >>> from lit_noise.cli.results import write_results
+        >>> with tempfile.TemporaryDirectory() as sweep:
+        ...     for num, acc in enumerate([0.6, 0.8]):
+        ...         metrics = {"val/acc": acc, "val/robust/mean_acc": acc / 2,
+        ...                    "val/robust/gaussian_noise/s5/acc": acc / 2}
+        ...         _ = write_results(Path(sweep) / str(num), {
+        ...             "status": "ok", "job": {"overrides": [f"seed={num}"]}, "metrics": metrics,
+        ...             "optimized_metric": {"name": "val/acc", "value": acc}})
+        ...     path = write_report(sweep)
+        ...     rows = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+        ...     figures = sorted(p.name for p in path.parent.glob("*.png"))
+        >>> for row in rows:  # best first
+        ...     print(row)
+        | # | overrides | status | **val/acc** | val/robust/mean_acc | val/cal/ece | val/cal/nll | ... |
+        | 1 | `seed=1` | ok | 0.8000 | 0.4000 |  |  |  | 0.0 |
+        | 2 | `seed=0` | ok | 0.6000 | 0.3000 |  |  |  | 0.0 |
+        >>> path.relative_to(sweep), figures
+        (PosixPath('report/report.md'), ['calibration.png', 'clean_vs_robust.png', 'severity.png'])
+    """
     jobs = sort_jobs(load_jobs(directory))
     target = Path(out) if out is not None else Path(directory) / "report"
     target.mkdir(parents=True, exist_ok=True)
@@ -262,7 +321,21 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (``lit-noise-report``)."""
+    """Console entry point (``lit-noise-report``).
+
+    Example:
+        >>> import tempfile
+        >>> from lit_noise.cli.results import write_results
+        >>> with tempfile.TemporaryDirectory() as sweep:
+        ...     metrics = {"val/acc": 0.8, "val/robust/mean_acc": 0.5, "val/robust/contrast/s5/acc": 0.5}
+        ...     _ = write_results(Path(sweep) / "0", {
+        ...         "status": "ok", "metrics": metrics, "optimized_metric": {"name": "val/acc", "value": 0.8},
+        ...     })
+        ...     status = main([sweep, "--out", str(Path(sweep) / "out")])
+        Report: /.../out/report.md
+        >>> status
+        0
+    """
     parser = argparse.ArgumentParser(prog="lit-noise-report", description=__doc__)
     parser.add_argument("directory", help="a lit-noise-train multirun (or run) directory")
     parser.add_argument("--out", default=None, help="where to write report.md (default: <directory>/report)")

@@ -67,6 +67,16 @@ def write_results(directory: str | Path, results: Mapping[str, Any], name: str =
 
 
 def read_results(path: str | Path) -> dict[str, Any]:
-    """Read one ``results.json``."""
+    """Read one ``results.json``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as job:
+        ...     path = Path(job) / RESULTS_FILE
+        ...     _ = path.write_text('{"status": "ok", "metrics": {"val/acc": 0.75, "val/cal/ece": null}}')
+        ...     results = read_results(path)
+        >>> results["status"], results["metrics"]
+        ('ok', {'val/acc': 0.75, 'val/cal/ece': None})
+    """
     data: dict[str, Any] = json.loads(Path(path).read_text())
     return data

@@ -28,6 +28,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -44,7 +45,7 @@ from lit_noise.cli.results import package_versions, write_results
 from lit_noise.errors import ConfigurationError
 from lit_noise.reporting import define_summaries
 
-__all__ = ["CONFIG_NAME", "CONFIG_PATH", "TrainResult", "main", "run"]
+__all__ = ["CONFIG_NAME", "CONFIG_PATH", "TrainResult", "compose_job", "main", "run"]
 
 CONFIG_PATH = "pkg://lit_noise.conf"
 #: The config tree of the installed package (conf/ in the repository).
@@ -68,7 +69,13 @@ _SUMMARIES = {"val/acc": "max", "val/loss": "min"}
 
 @dataclass
 class TrainResult:
-    """What a job produced: final metrics, the optimised metric's value and where things are."""
+    """What a job produced: final metrics, the optimised metric's value and where things are.
+
+    Example:
+        >>> result = TrainResult(metrics={"val/acc": 0.9}, value=0.9, output_dir=Path("logs/train/runs/x"))
+        >>> result.value == result.metrics["val/acc"], result.checkpoint, result.wandb_runs
+        (True, None, [])
+    """
 
     metrics: dict[str, float]
     value: float | None
@@ -207,6 +214,87 @@ def _output_dir(cfg: DictConfig) -> Path:
     return Path(str(path or "."))
 
 
+def _override_path(path: str | Path) -> str:
+    """An absolute path as a quoted Hydra override value (spaces, ``=`` and ``,`` stay literal)."""
+    text = str(Path(path).resolve())
+    if "'" in text:
+        raise ConfigurationError(
+            f"{APP}: a directory with a `'` in its path cannot be passed to Hydra, got {text!r}."
+        )
+    return f"'{text}'"
+
+
+def compose_job(
+    overrides: Sequence[str] = (),
+    *,
+    output_dir: str | Path,
+    sweep_dir: str | Path | None = None,
+    job_num: int = 0,
+) -> DictConfig:
+    """The config that ``lit-noise-train <overrides>`` runs, composed from Python for :func:`run`.
+
+    Does for one job what the console script's ``@hydra.main`` does: composes ``train`` from the
+    packaged configs (``lit_noise.conf``) with the same config groups and overrides as on the
+    command line, places the job in ``output_dir`` (its ``results.json``, checkpoints and W&B run)
+    and makes its Hydra runtime config the current one (``HydraConfig``), which ``run`` reads for the
+    job's name and output directory. With ``sweep_dir``, the job is job ``job_num`` of a multirun
+    in that directory, as a sweep lays its jobs out: W&B then groups the jobs of the sweep and
+    names each run after its number and overrides. Hydra's global state (``GlobalHydra``) is left
+    as it was: uninitialised.
+
+    Args:
+        overrides: command-line overrides, e.g. ``["experiment=noise_sweep", "trainer.max_epochs=2"]``.
+        output_dir: the job's directory (created by :func:`run`).
+        sweep_dir: the sweep's directory, for a job of a multirun; ``None`` for a single run.
+        job_num: the job's number in the sweep (``0, 1, ...``); only with ``sweep_dir``.
+
+    Raises:
+        ConfigurationError: an override naming an option that a config group does not have (listing
+            the options); a negative ``job_num``, or one without ``sweep_dir``; Hydra already
+            initialised (inside a ``@hydra.main`` app or an ``initialize`` block, compose there).
+
+    Example:
+        >>> import tempfile
+        >>> out = tempfile.TemporaryDirectory()
+        >>> cfg = compose_job(["experiment=noise_sweep", "trainer.max_epochs=2"], output_dir=f"{out.name}/0",
+        ...                   sweep_dir=out.name, job_num=0)
+        >>> cfg.trainer.max_epochs, cfg.optimized_metric, Path(cfg.paths.output_dir) == Path(out.name, "0")
+        (2, 'val/robust/mean_acc', True)
+        >>> try:
+        ...     compose_job(["noise=[inptu]"], output_dir=out.name)
+        ... except ConfigurationError as err:
+        ...     print(err)
+        lit-noise-train: `noise` must name options of the config group noise (activation, ...), got 'inptu'.
+        >>> out.cleanup()
+    """
+    from hydra import compose, initialize_config_module
+
+    if isinstance(job_num, bool) or not isinstance(job_num, int) or job_num < 0:
+        raise ConfigurationError(f"{APP}: `job_num` must be an integer >= 0, got {job_num!r}.")
+    if job_num and sweep_dir is None:
+        raise ConfigurationError(
+            f"{APP}: `job_num` needs a `sweep_dir` (a job number is a multirun's), got {job_num}."
+        )
+    if GlobalHydra.instance().is_initialized():
+        raise ConfigurationError(
+            f"{APP}: compose_job composes from lit_noise.conf itself, but Hydra is already initialised"
+            " (inside a @hydra.main app or an initialize() block): compose there, or call"
+            " GlobalHydra.instance().clear() first."
+        )
+    check_group_options(overrides, CONF_DIR)
+    placed = [f"hydra.runtime.output_dir={_override_path(output_dir)}"]
+    if sweep_dir is not None:
+        placed += [
+            f"hydra.sweep.dir={_override_path(sweep_dir)}",
+            f"hydra.job.num={job_num}",
+            "hydra.mode=MULTIRUN",
+        ]
+    with initialize_config_module("lit_noise.conf", version_base="1.3"):
+        cfg = compose(CONFIG_NAME, overrides=[*overrides, *placed], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
 def run(cfg: DictConfig) -> TrainResult:
     """Run one job of ``cfg`` (a composed ``lit_noise.conf`` tree, or any config of the same shape).
 
@@ -215,6 +303,26 @@ def run(cfg: DictConfig) -> TrainResult:
             that is not a dict of callback configs, a callback config that cannot be built, which
             names its key); at the end of the first validated epoch, or of the run, when
             ``optimized_metric`` is never logged (listing the logged metrics).
+
+    Example:
+        >>> import json, tempfile
+        >>> from hydra import compose, initialize_config_module
+        >>> tiny = ["logger=none", "monitor=none", "seed=null", "test=false", "optimized_metric=val/acc",
+        ...         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+        ...         "trainer.deterministic=false", "trainer.enable_progress_bar=false"]
+        >>> out = tempfile.TemporaryDirectory()
+        >>> with initialize_config_module("lit_noise.conf", version_base="1.3"):
+        ...     cfg = compose("train", [*tiny, f"paths.output_dir={out.name}", f"paths.work_dir={out.name}"])
+        >>> with torch.random.fork_rng():  # the model's initialisation draws from torch's RNG
+        ...     result = run(cfg)
+        >>> sorted(result.metrics), result.value == result.metrics["val/acc"]
+        (['train/acc', 'train/loss', 'val/acc', 'val/loss'], True)
+        >>> written = json.loads((result.output_dir / "results.json").read_text())
+        >>> written["status"], written["optimized_metric"]["value"] == result.value
+        ('ok', True)
+        >>> Path(result.checkpoint).relative_to(out.name)
+        PosixPath('checkpoints/epoch_000.ckpt')
+        >>> out.cleanup()
     """
     start = time.perf_counter()
     job = _job_info(cfg)
@@ -375,6 +483,20 @@ def main() -> None:
 
     An override naming an option that a config group does not have stops here, with the list of
     the group's options, before anything is composed (exit status 2).
+
+    Example:
+        >>> import contextlib, io
+        >>> from unittest import mock
+        >>> with mock.patch.object(sys, "argv", ["lit-noise-train", "noise=[input,inptu]"]):
+        ...     with contextlib.redirect_stderr(io.StringIO()) as err:
+        ...         try:
+        ...             main()
+        ...         except SystemExit as exit:
+        ...             print("exit status", exit.code)
+        exit status 2
+        >>> print(err.getvalue())
+        Error: lit-noise-train: `noise` must name options of the config group noise (activation,
+        gradient, input, ..., weight), got 'inptu'.
     """
     try:
         check_group_options(sys.argv[1:], CONF_DIR)

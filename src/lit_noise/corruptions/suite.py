@@ -52,6 +52,14 @@ class Corruption:
             needs ``(B, C, H, W)`` image batches.
         channels: the number of channels it needs (3 for ``saturate``), or ``None`` for any.
         random: whether it draws random numbers (uses the generator).
+
+    Example:
+        >>> contrast = CORRUPTIONS["contrast"]
+        >>> isinstance(contrast, Corruption), contrast.any_shape, contrast.random
+        (True, False, False)
+        >>> image = torch.tensor([[[[0.0, 1.0]]]])  # one grey image of 1 x 2 pixels
+        >>> contrast.function(image, contrast.params(5), None)  # pulled towards the mean, 0.5
+        tensor([[[[0.4250, 0.5750]]]])
     """
 
     name: str
@@ -106,7 +114,17 @@ CORRUPTIONS: Mapping[str, Corruption] = MappingProxyType(_REGISTRY)
 
 
 def check_severity(severity: object, owner: str, name: str = "severity") -> int:
-    """Return ``severity`` if it is an int in 1..5, else raise."""
+    """Return ``severity`` if it is an int in 1..5, else raise.
+
+    Example:
+        >>> check_severity(3, "corrupt")
+        3
+        >>> try:
+        ...     check_severity(6, "corrupt")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        corrupt: `severity` must be an integer in 1..5, got 6.
+    """
     if isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5:
         raise fail(owner, name, severity, "an integer in 1..5")
     return severity
@@ -214,7 +232,20 @@ def register(
 
 
 def unregister(name: str) -> Corruption:
-    """Remove ``name`` from the registry and return it."""
+    """Remove ``name`` from the registry and return it.
+
+    Example:
+        >>> def invert(x, params, generator):
+        ...     return torch.lerp(x, 1.0 - x, params[0])
+        >>> added = register("invert", invert, {"cifar10": [[0.1], [0.2], [0.3], [0.4], [0.5]]})
+        >>> unregister("invert") is added, "invert" in CORRUPTIONS
+        (True, False)
+        >>> try:
+        ...     unregister("invert")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        unregister: `name` must be one of the registered corruptions: brightness, ..., got 'invert'.
+    """
     return _REGISTRY.pop(get(name, "unregister").name)
 
 
@@ -260,6 +291,14 @@ def check_in_range(x: Tensor, low: float, high: float, owner: str, hint: str = "
         high: highest allowed value.
         owner: who checks, for the message.
         hint: what to do about it, appended to the message.
+
+    Example:
+        >>> check_in_range(torch.tensor([0.0, 0.5, 1.0]), 0.0, 1.0, "corrupt")  # in range: nothing
+        >>> try:
+        ...     check_in_range(torch.tensor([0.0, 255.0]), 0.0, 1.0, "corrupt", "Scale the images to [0, 1].")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        corrupt: `x` must have values in [0, 1], got values in [0, 255]. Scale the images to [0, 1].
     """
     if x.numel() == 0:
         return

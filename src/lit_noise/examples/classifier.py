@@ -58,6 +58,22 @@ class ClassificationSteps(pl.LightningModule):
     implement :meth:`_logits_and_targets`. Training minimises ``F.cross_entropy`` on the (possibly
     soft) targets and scores accuracy on their hard labels; validation and test log
     ``<stage>/loss`` and ``<stage>/acc`` and return the logits (for the monitors).
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> class Identity(ClassificationSteps):  # the inputs are the logits
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lr, self.weight_decay = 0.1, 0.0
+        ...         self._accuracies(num_classes=2)
+        ...     def _logits_and_targets(self, batch, stage):
+        ...         x, y = batch
+        ...         return x, y
+        >>> data = DataLoader(TensorDataset(torch.tensor([[2.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 1])))
+        >>> trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+        >>> (metrics,) = trainer.validate(Identity(), data, verbose=False)
+        >>> metrics["val/acc"], round(metrics["val/loss"], 4)  # mean of log(1 + e^-2), log(1 + e^-3)
+        (1.0, 0.0878)
     """
 
     lr: float

@@ -53,6 +53,19 @@ class TensorSplitDataModule(pl.LightningDataModule):
     sets it); the training order is reshuffled each epoch from
     ``(shuffle_seed, epoch)`` by :class:`EpochShuffleSampler`, so a resumed run sees the same order.
     Subclasses implement :meth:`make_splits`.
+
+    Example:
+        >>> class Ramp(TensorSplitDataModule):  # x = 0..9, y = x mod 2; 6 / 2 / 2 samples
+        ...     def make_splits(self):
+        ...         x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10) % 2
+        ...         return (TensorDataset(x[:6], y[:6]), TensorDataset(x[6:8], y[6:8]),
+        ...                 TensorDataset(x[8:], y[8:]))
+        >>> data = Ramp(batch_size=4, shuffle_seed=0, num_workers=0)
+        >>> batches = list(data.train_dataloader())
+        >>> [len(x) for x, y in batches], sorted(torch.cat([x for x, y in batches]).flatten().tolist())
+        ([4, 2], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> next(iter(data.val_dataloader()))  # in order, a list [x, y]
+        [tensor([[6.], [7.]]), tensor([0, 1])]
     """
 
     #: Names of the set's tensors, in order: batches are then dicts of them instead of lists.

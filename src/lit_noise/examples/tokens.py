@@ -8,7 +8,7 @@ noise (NEFTune) can be tested and shown on a model that trains in seconds on a C
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -29,6 +29,56 @@ PAD_ID = 0
 #: A mask id reserved by the token example: it never occurs in the data (for :class:`~lit_noise.TokenMask`).
 MASK_ID = 1
 _FIRST_TOKEN = 2
+
+
+@dataclass(frozen=True)
+class _TokenTask:
+    """The settings of the synthetic token task, checked in one place for both of its public forms.
+
+    :func:`make_token_sequences` and :class:`TokenDataModule` both build one (each names itself in
+    the errors of :meth:`check`) and draw from it with :meth:`sample`.
+    """
+
+    vocab_size: int
+    num_classes: int
+    group_size: int
+    min_length: int
+    max_length: int
+    signal: float
+
+    def check(self, owner: str) -> _TokenTask:
+        """The task, checked: a bad setting raises :class:`ConfigurationError` naming ``owner`` and it."""
+        check_int(owner, "num_classes", self.num_classes, 2)
+        check_int(owner, "group_size", self.group_size, 1)
+        smallest = _FIRST_TOKEN + self.num_classes * self.group_size
+        check_int(owner, "vocab_size", self.vocab_size)
+        if self.vocab_size < smallest:
+            raise fail(owner, "vocab_size", self.vocab_size, f">= 2 + num_classes * group_size = {smallest}")
+        check_int(owner, "min_length", self.min_length, 1)
+        check_int(owner, "max_length", self.max_length)
+        if self.max_length < self.min_length:
+            raise fail(owner, "max_length", self.max_length, f">= `min_length` ({self.min_length})")
+        return replace(self, signal=check_range(owner, "signal", self.signal, 0.0, 1.0))
+
+    def sample(self, num_samples: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Ids, mask and labels of ``num_samples`` sequences (see :func:`make_token_sequences`)."""
+        num_classes, group_size, max_length = self.num_classes, self.group_size, self.max_length
+        generator = torch.Generator().manual_seed(seed)
+        drawn = torch.randint(num_classes, (num_samples,), generator=generator)
+        lengths = torch.randint(self.min_length, max_length + 1, (num_samples,), generator=generator)
+        from_group = torch.rand(num_samples, max_length, generator=generator) < self.signal
+        in_group = torch.randint(group_size, (num_samples, max_length), generator=generator)
+        anywhere = torch.randint(
+            _FIRST_TOKEN, self.vocab_size, (num_samples, max_length), generator=generator
+        )
+        ids = torch.where(from_group, _FIRST_TOKEN + drawn[:, None] * group_size + in_group, anywhere)
+        mask = (torch.arange(max_length) < lengths[:, None]).long()
+        ids = ids * mask  # padding is PAD_ID == 0
+        group = (ids - _FIRST_TOKEN).div(group_size, rounding_mode="floor")
+        counted = (mask == 1) & (ids >= _FIRST_TOKEN) & (group < num_classes)
+        counts = F.one_hot(group.clamp(0, num_classes - 1), num_classes).mul(counted[..., None]).sum(1)
+        labels = (counts.double() + 0.5 * F.one_hot(drawn, num_classes)).argmax(1)
+        return ids, mask, labels
 
 
 def make_token_sequences(
@@ -52,25 +102,19 @@ def make_token_sequences(
     the sequence. Sequences are left-aligned and padded with ``0``; the mask is ``1`` on real
     tokens. Everything comes from a CPU generator seeded with ``seed``.
 
+    Raises:
+        ConfigurationError: for the settings :class:`TokenDataModule` refuses (``max_length`` below
+            ``min_length``, ``vocab_size`` too small for the groups ...) and a negative ``num_samples``.
+
     Example:
         >>> ids, mask, labels = make_token_sequences(3, seed=0)
         >>> tuple(ids.shape), bool(((ids == 0) == (mask == 0)).all()), labels.dtype
         ((3, 24), True, torch.int64)
     """
-    generator = torch.Generator().manual_seed(seed)
-    drawn = torch.randint(num_classes, (num_samples,), generator=generator)
-    lengths = torch.randint(min_length, max_length + 1, (num_samples,), generator=generator)
-    from_group = torch.rand(num_samples, max_length, generator=generator) < signal
-    in_group = torch.randint(group_size, (num_samples, max_length), generator=generator)
-    anywhere = torch.randint(_FIRST_TOKEN, vocab_size, (num_samples, max_length), generator=generator)
-    ids = torch.where(from_group, _FIRST_TOKEN + drawn[:, None] * group_size + in_group, anywhere)
-    mask = (torch.arange(max_length) < lengths[:, None]).long()
-    ids = ids * mask  # padding is PAD_ID == 0
-    group = (ids - _FIRST_TOKEN).div(group_size, rounding_mode="floor")
-    counted = (mask == 1) & (ids >= _FIRST_TOKEN) & (group < num_classes)
-    counts = F.one_hot(group.clamp(0, num_classes - 1), num_classes).mul(counted[..., None]).sum(1)
-    labels = (counts.double() + 0.5 * F.one_hot(drawn, num_classes)).argmax(1)
-    return ids, mask, labels
+    owner = "make_token_sequences"
+    check_int(owner, "num_samples", num_samples, 0)
+    task = _TokenTask(vocab_size, num_classes, group_size, min_length, max_length, signal).check(owner)
+    return task.sample(num_samples, seed)
 
 
 class TokenDataModule(TensorSplitDataModule):
@@ -112,7 +156,8 @@ class TokenDataModule(TensorSplitDataModule):
 
     # `vocab_size` ... `seed` are make_token_sequences' arguments again, on purpose (`duplicates` pairs
     # them): the DataModule must list them to be built from YAML and LightningCLI, and the function
-    # is the public way to draw the same data without a DataModule.
+    # is the public way to draw the same data without a DataModule. Both check and draw through one
+    # _TokenTask, so only the parameter list is repeated.
     def __init__(
         self,
         train_size: int = 1024,
@@ -134,34 +179,19 @@ class TokenDataModule(TensorSplitDataModule):
         self.train_size = check_int(owner, "train_size", train_size, 1)
         self.val_size = check_int(owner, "val_size", val_size, 1)
         self.test_size = check_int(owner, "test_size", test_size, 1)
-        self.num_classes = check_int(owner, "num_classes", num_classes, 2)
-        self.group_size = check_int(owner, "group_size", group_size, 1)
-        smallest = _FIRST_TOKEN + self.num_classes * self.group_size
-        self.vocab_size = check_int(owner, "vocab_size", vocab_size)
-        if vocab_size < smallest:
-            raise fail(owner, "vocab_size", vocab_size, f">= 2 + num_classes * group_size = {smallest}")
-        self.min_length = check_int(owner, "min_length", min_length, 1)
-        self.max_length = check_int(owner, "max_length", max_length)
-        if max_length < min_length:
-            raise fail(owner, "max_length", max_length, f">= `min_length` ({min_length})")
-        self.signal = check_range(owner, "signal", signal, 0.0, 1.0)
+        task = _TokenTask(vocab_size, num_classes, group_size, min_length, max_length, signal).check(owner)
+        self._task = task
+        self.vocab_size, self.num_classes, self.group_size = vocab_size, num_classes, group_size
+        self.min_length, self.max_length, self.signal = min_length, max_length, task.signal
         self.seed = check_int(owner, "seed", seed, 0)
 
     @override
     def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
         """Draw the three splits, each from its own seed."""
-        make = partial(
-            make_token_sequences,
-            vocab_size=self.vocab_size,
-            num_classes=self.num_classes,
-            group_size=self.group_size,
-            min_length=self.min_length,
-            max_length=self.max_length,
-            signal=self.signal,
-        )
         sizes = (self.train_size, self.val_size, self.test_size)
         train, val, test = (
-            TensorDataset(*make(size, seed=3 * self.seed + split)) for split, size in enumerate(sizes)
+            TensorDataset(*self._task.sample(size, seed=3 * self.seed + split))
+            for split, size in enumerate(sizes)
         )
         return train, val, test
 

@@ -99,7 +99,16 @@ def check_metric_args(
     norm: str | None = None,
     input_format: str = "auto",
 ) -> None:
-    """Raise :class:`ConfigurationError` for a bad ``num_classes``, ``n_bins``, ``norm``, ``input_format``."""
+    """Raise :class:`ConfigurationError` for a bad ``num_classes``, ``n_bins``, ``norm``, ``input_format``.
+
+    Example:
+        >>> check_metric_args("ECE", num_classes=10, n_bins=15, norm="l1")  # valid: nothing happens
+        >>> try:
+        ...     check_metric_args("ECE", num_classes=10, norm="l3")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        ECE: `norm` must be one of 'l1', 'l2', 'max', got 'l3'.
+    """
     check_int(owner, "num_classes", num_classes, 2)
     if n_bins is not None:
         check_int(owner, "n_bins", n_bins, 1)
@@ -248,6 +257,7 @@ def _target_shape_error(owner: str, target: Tensor, preds_shape: torch.Size) -> 
     )
 
 
+# hard_targets and soft_targets take one argument list on purpose (see the note at the top).
 def hard_targets(
     target: Tensor,
     preds_shape: torch.Size,
@@ -388,6 +398,8 @@ def calibration_error_from_bins(
     return value.float()
 
 
+# calibration_error, reliability_diagram and adaptive_calibration_error start with the same
+# torchmetrics-style arguments on purpose (see the note at the top).
 def calibration_error(
     preds: Tensor,
     target: Tensor,
@@ -610,6 +622,15 @@ def check_nll_eps(owner: str, eps: float | None, input_format: str) -> float | N
     """Return ``eps`` as a float in ``(0, 0.5)`` (or ``None``); refused with ``input_format="logits"``.
 
     ``eps`` clamps probabilities, and logits never are: they go through ``log_softmax``.
+
+    Example:
+        >>> check_nll_eps("NLL", 1e-6, "probs"), check_nll_eps("NLL", None, "logits")
+        (1e-06, None)
+        >>> try:
+        ...     check_nll_eps("NLL", 0.5, "probs")
+        ... except ConfigurationError as err:
+        ...     print(err)
+        NLL: `eps` must be > 0 and < 0.5, got 0.5.
     """
     if eps is None:
         return None

@@ -40,6 +40,25 @@ class Noise(ABC):
     Calling it returns a noisy copy: ``noise(x, generator=g, clock=c, scale=s)``. Parameters named
     in ``strength`` are multiplied by ``scale`` (the controller's knob; 1 by default) and clipped to
     their allowed range. Subclasses implement :meth:`apply` on resolved numbers.
+
+    Example:
+        >>> import torch
+        >>> class Shift(Noise):  # adds `offset`, a strength in [0, 1]
+        ...     strength = ("offset",)
+        ...     draws = False
+        ...     def __init__(self, offset):
+        ...         super().__init__()
+        ...         self._param("offset", offset, low=0.0, high=1.0)
+        ...     def apply(self, x, params, generator):
+        ...         return x + params["offset"]
+        >>> shift = Shift(offset=0.25)
+        >>> shift(torch.zeros(2)), shift(torch.zeros(2), scale=8.0)  # scaled, then clipped to 1
+        (tensor([0.2500, 0.2500]), tensor([1., 1.]))
+        >>> from lit_noise.schedules import Linear
+        >>> Shift(offset=Linear(start=0.0, end=0.5, until=1.0)).resolve(Clock(progress=0.5))
+        {'offset': 0.25}
+        >>> shift
+        Shift(offset=0.25)
     """
 
     #: Parameters multiplied by ``scale``.

@@ -56,6 +56,17 @@ class LabelNoise(Noise):
         target_format: ``"soft_labels"`` (default) or ``"probs"`` for produced distributions.
         ignore_index: the label of positions to leave alone (padding): ``-100`` like torch's losses, a
             pad id, or ``None`` when every label is a class; may instead be given to TargetNoise.
+
+    Example:
+        >>> flip, smooth = SymmetricFlip(p=1.0, num_classes=2), LabelSmoothing(eps=0.2)
+        >>> isinstance(flip, LabelNoise), flip.makes_distribution, smooth.makes_distribution
+        (True, False, True)
+        >>> labels = torch.tensor([0, 1, -100])  # -100: ignore_index, left alone
+        >>> flip(labels, generator=torch.Generator().manual_seed(0))  # integers stay integers
+        tensor([   1,    0, -100])
+        >>> smooth.with_num_classes(4)  # what TargetNoise(..., num_classes=4) does
+        >>> smooth(labels[:1]).soft
+        tensor([[0.8500, 0.0500, 0.0500, 0.0500]])
     """
 
     applies_to = "labels"
@@ -231,6 +242,8 @@ class LabelSmoothing(LabelNoise):
         super().__init__(num_classes, target_format, ignore_index)
         self._param("eps", eps, low=0.0, high=1.0)
 
+    # The constructor above is _RateFlip's with `eps` for `p` (see there), and this override takes
+    # LabelNoise._noise's parameters: `duplicates` pairs both, on purpose.
     def _noise(
         self,
         labels: Tensor,

@@ -27,6 +27,26 @@ class TokenNoise(Noise):
     the attention mask; every other position comes back exactly as it was. ``p`` (a number or a
     schedule in [0, 1]) is the strength: the controller's ``scale`` multiplies it and the product
     is clipped to [0, 1]. Floating, boolean and complex tensors are refused by :meth:`check`.
+
+    Example:
+        >>> import torch
+        >>> class TokenZero(TokenNoise):  # each real token becomes id 0 with probability p
+        ...     def _corrupt(self, x, p, keep, generator):
+        ...         hit = torch.rand(x.shape, generator=generator) < p
+        ...         return torch.where(hit if keep is None else hit & keep, torch.zeros_like(x), x)
+        >>> noise, g = TokenZero(p=1.0, pad_id=9), torch.Generator().manual_seed(0)
+        >>> noise(torch.tensor([[5, 6, 9]]), generator=g)  # the padding id stays
+        tensor([[0, 0, 9]])
+        >>> noise(torch.tensor([[5, 6, 7]]), generator=g, keep=torch.tensor([[1, 1, 0]]))
+        tensor([[0, 0, 7]])
+        >>> noise.resolve(scale=0.5), isinstance(TokenMask(p=0.1, mask_id=1), TokenNoise)
+        ({'p': 0.5}, True)
+        >>> try:
+        ...     noise(torch.zeros(3))
+        ... except ConfigurationError as err:
+        ...     print(err)
+        TokenZero changes token ids, so the input must be an integer tensor of ids, got dtype
+        torch.float32. For embeddings use ActivationNoise (NEFTune); for float features use Mask.
     """
 
     strength = ("p",)
