@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import lit_noise
 from _markdown import heading_anchors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +75,19 @@ def test_the_page_marker_is_replaced_by_the_readme_block(hooks, tmp_path: Path) 
         "# Performance\n\n| t |\n\nafter\n"
     )
     assert hooks.on_page_markdown("no marker", page="x.md", config=config, files=None) == "no marker"
+
+
+def test_undocumented_names_the_public_objects_no_anchor_resolves_to(hooks) -> None:
+    public = hooks.public_objects()
+    assert len(public) >= 200
+    assert public["lit_noise.noise.input.Gaussian"] is lit_noise.Gaussian
+    # Anchors name objects by their public paths; a re-export documents the object it names.
+    every = [f"lit_noise.{name.rsplit('.', 1)[-1]}" for name in public]
+    every += list(public)
+    assert hooks.undocumented(every) == []
+    without = [a for a in every if not a.endswith((".Gaussian", ".check_in_range"))]
+    assert hooks.undocumented(without) == [
+        "lit_noise.corruptions.suite.check_in_range",
+        "lit_noise.noise.input.Gaussian",
+    ]
+    assert hooks.undocumented(["not.a.module", "lit_noise.no_such_name", "", "lit_noise"]) == sorted(public)
