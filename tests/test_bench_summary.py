@@ -16,6 +16,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from markdown.extensions.toc import slugify
+
+from _markdown import heading_anchors, headings
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 START, END = "<!-- perf-summary:start -->", "<!-- perf-summary:end -->"
@@ -160,6 +163,17 @@ def test_sections_link_to_the_pages_as_the_site_anchors_them(summary: ModuleType
     assert links["Data `lit_noise.data`"] == "docs/api/data.md"
     assert links["Mixup, CutMix & more"] == "docs/api/data.md#mixup-cutmix-more"
     assert "## Performance" not in links  # the fenced block has no heading
+
+
+def test_slugs_are_the_ones_mkdocs_gives_every_heading_of_the_site(summary: ModuleType) -> None:
+    docs = BENCH_DIR.parent / "docs"
+    texts = [text for page in sorted(docs.rglob("*.md")) for text in headings(page)]
+    assert len(texts) > 60
+    for text in texts:
+        assert summary.slug(text) == slugify(text, "-"), text
+    for page in sorted(docs.rglob("*.md")):
+        targets = set(summary.page_headings("p.md", page.read_text(encoding="utf-8")).values())
+        assert {t.partition("#")[2] for t in targets if "#" in t} <= heading_anchors(page), page
 
 
 def test_from_results_runs_nothing_and_names_the_machine_and_dates(

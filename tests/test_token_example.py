@@ -235,3 +235,21 @@ def test_token_noise_trains_and_leaves_validation_clean() -> None:
     assert (torch.cat(model.train_ids) == MASK_ID).any()
     assert model.val_ids
     assert not (torch.cat(model.val_ids) == MASK_ID).any()
+
+
+def test_the_data_module_draws_from_its_attributes_as_they_are_when_set_up() -> None:
+    data = TokenDataModule(train_size=8, val_size=4, test_size=4, max_length=24)
+    data.max_length = 10  # changed after construction, before the splits are drawn
+    data.setup("fit")
+    assert data.train_set is not None
+    ids, mask, labels = data.train_set.tensors
+    expected = make_token_sequences(8, max_length=10, seed=0)
+    assert ids.shape == (8, 10)
+    assert torch.equal(ids, expected[0])
+    assert torch.equal(mask, expected[1])
+    assert torch.equal(labels, expected[2])
+    data.min_length = 12  # now above max_length: refused when the splits are drawn
+    with pytest.raises(
+        ConfigurationError, match=r"TokenDataModule: `max_length` must be >= `min_length` \(12\)"
+    ):
+        data.make_splits()

@@ -15,6 +15,7 @@ the composed config.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -216,50 +217,80 @@ def _output_dir(cfg: DictConfig) -> Path:
 
 def _override_path(path: str | Path) -> str:
     """An absolute path as a quoted Hydra override value (spaces, ``=`` and ``,`` stay literal)."""
-    text = str(Path(path).resolve())
-    if "'" in text:
+    text = os.path.abspath(path)
+    if "'" in text or "${" in text or text.endswith("\\"):
         raise ConfigurationError(
-            f"{APP}: a directory with a `'` in its path cannot be passed to Hydra, got {text!r}."
+            f"{APP}: a directory whose path holds `'` or `${{`, or ends in a backslash, cannot be passed"
+            f" to Hydra as a value, got {text!r}."
         )
     return f"'{text}'"
+
+
+@contextmanager
+def _job_hydra_config(cfg: DictConfig) -> Iterator[None]:
+    """Make ``cfg``'s own ``hydra`` node the current Hydra config while its job runs, if it has one.
+
+    ``@hydra.main`` sets it for every job before calling the task (and passes a config without the
+    node); a config composed with ``return_hydra_config=True`` (as :func:`compose_job` returns)
+    carries its job's node, and running it restores whatever was current before.
+    """
+    if "hydra" not in cfg:
+        yield
+        return
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    try:
+        yield
+    finally:
+        hydra_config.cfg = previous
 
 
 def compose_job(
     overrides: Sequence[str] = (),
     *,
-    output_dir: str | Path,
+    output_dir: str | Path | None = None,
     sweep_dir: str | Path | None = None,
     job_num: int = 0,
 ) -> DictConfig:
     """The config that ``lit-noise-train <overrides>`` runs, composed from Python for :func:`run`.
 
-    Does for one job what the console script's ``@hydra.main`` does: composes ``train`` from the
-    packaged configs (``lit_noise.conf``) with the same config groups and overrides as on the
-    command line, places the job in ``output_dir`` (its ``results.json``, checkpoints and W&B run)
-    and makes its Hydra runtime config the current one (``HydraConfig``), which ``run`` reads for the
-    job's name and output directory. With ``sweep_dir``, the job is job ``job_num`` of a multirun
-    in that directory, as a sweep lays its jobs out: W&B then groups the jobs of the sweep and
-    names each run after its number and overrides. Hydra's global state (``GlobalHydra``) is left
-    as it was: uninitialised.
+    Composes ``train`` from the packaged configs (``lit_noise.conf``) with the same config groups
+    and overrides as on the command line and places the job as ``@hydra.main`` would: in
+    ``output_dir`` (its ``results.json``, checkpoints and W&B run go there; the ``paths`` that Hydra's
+    runtime gives are fixed in the config), with the job's Hydra node (``cfg.hydra``: job name, mode,
+    overrides as typed, the config groups' choices), which :func:`run` makes current while the job runs. With
+    ``sweep_dir``, it is job ``job_num`` of a multirun in that directory (by default in
+    ``<sweep_dir>/<job_num>``, where a sweep puts it and ``lit-noise-report <sweep_dir>`` finds it):
+    W&B then groups the jobs of the sweep and names each run after its number and overrides.
+    Without, it is a single run, even of a preset that is a multirun on the command line
+    (``experiment=noise_sweep``). Nothing global changes: Hydra stays uninitialised and the current
+    Hydra config is left as it was, so jobs can be composed first and run later, in any order.
+    Unlike the console script, it writes no ``.hydra/`` folder and sets up no log file.
 
     Args:
-        overrides: command-line overrides, e.g. ``["experiment=noise_sweep", "trainer.max_epochs=2"]``.
-        output_dir: the job's directory (created by :func:`run`).
+        overrides: command-line overrides, e.g. ``["experiment=noise_sweep", "trainer.max_epochs=2"]``
+            (a list: one override per item; sweeps such as ``std=0.1,0.2`` are one job each here).
+        output_dir: the job's directory (created by :func:`run`); by default ``<sweep_dir>/<job_num>``.
         sweep_dir: the sweep's directory, for a job of a multirun; ``None`` for a single run.
         job_num: the job's number in the sweep (``0, 1, ...``); only with ``sweep_dir``.
 
     Raises:
-        ConfigurationError: an override naming an option that a config group does not have (listing
-            the options); a negative ``job_num``, or one without ``sweep_dir``; Hydra already
-            initialised (inside a ``@hydra.main`` app or an ``initialize`` block, compose there).
+        ConfigurationError: ``overrides`` given as one string; an override naming an option that a
+            config group does not have (listing the options), or one that does not compose (Hydra's
+            message); no ``output_dir`` and no ``sweep_dir``; a negative ``job_num``, or one without
+            ``sweep_dir``; Hydra already initialised (inside a ``@hydra.main`` app or an
+            ``initialize`` block: compose there and pass the config to :func:`run`).
 
     Example:
         >>> import tempfile
         >>> out = tempfile.TemporaryDirectory()
-        >>> cfg = compose_job(["experiment=noise_sweep", "trainer.max_epochs=2"], output_dir=f"{out.name}/0",
-        ...                   sweep_dir=out.name, job_num=0)
-        >>> cfg.trainer.max_epochs, cfg.optimized_metric, Path(cfg.paths.output_dir) == Path(out.name, "0")
+        >>> overrides = ["experiment=noise_sweep", "trainer.max_epochs=2"]
+        >>> cfg = compose_job(overrides, sweep_dir=out.name, job_num=1)
+        >>> cfg.trainer.max_epochs, cfg.optimized_metric, Path(cfg.paths.output_dir) == Path(out.name, "1")
         (2, 'val/robust/mean_acc', True)
+        >>> cfg.hydra.mode.name, cfg.hydra.job.num, list(cfg.hydra.overrides.task)
+        ('MULTIRUN', 1, ['experiment=noise_sweep', 'trainer.max_epochs=2'])
         >>> try:
         ...     compose_job(["noise=[inptu]"], output_dir=out.name)
         ... except ConfigurationError as err:
@@ -268,30 +299,55 @@ def compose_job(
         >>> out.cleanup()
     """
     from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    if isinstance(overrides, str):
+        raise ConfigurationError(
+            f"{APP}: `overrides` must be a list of overrides, one per item, got the string {overrides!r}."
+        )
     if isinstance(job_num, bool) or not isinstance(job_num, int) or job_num < 0:
         raise ConfigurationError(f"{APP}: `job_num` must be an integer >= 0, got {job_num!r}.")
-    if job_num and sweep_dir is None:
-        raise ConfigurationError(
-            f"{APP}: `job_num` needs a `sweep_dir` (a job number is a multirun's), got {job_num}."
-        )
+    if sweep_dir is None:
+        if job_num:
+            raise ConfigurationError(
+                f"{APP}: `job_num` needs a `sweep_dir` (a job number is a multirun's), got {job_num}."
+            )
+        if output_dir is None:
+            raise ConfigurationError(f"{APP}: give the job's `output_dir`, or a `sweep_dir` to put it in.")
     if GlobalHydra.instance().is_initialized():
         raise ConfigurationError(
             f"{APP}: compose_job composes from lit_noise.conf itself, but Hydra is already initialised"
-            " (inside a @hydra.main app or an initialize() block): compose there, or call"
-            " GlobalHydra.instance().clear() first."
+            " (inside a @hydra.main app or an initialize() block): compose there and pass the config to"
+            " run(), or call GlobalHydra.instance().clear() first."
         )
+    overrides = list(overrides)
     check_group_options(overrides, CONF_DIR)
-    placed = [f"hydra.runtime.output_dir={_override_path(output_dir)}"]
-    if sweep_dir is not None:
-        placed += [
+    if output_dir is None:
+        assert sweep_dir is not None
+        output_dir = Path(sweep_dir, str(job_num))
+    if sweep_dir is None:
+        placed = ["hydra.mode=RUN"]
+    else:
+        placed = [
             f"hydra.sweep.dir={_override_path(sweep_dir)}",
             f"hydra.job.num={job_num}",
             "hydra.mode=MULTIRUN",
         ]
-    with initialize_config_module("lit_noise.conf", version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=[*overrides, *placed], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    placed.append(f"hydra.runtime.output_dir={_override_path(output_dir)}")
+    try:
+        with initialize_config_module("lit_noise.conf", version_base="1.3", job_name=CONFIG_NAME):
+            cfg = compose(CONFIG_NAME, overrides=[*overrides, *placed], return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigurationError(f"{APP}: the overrides {overrides} do not compose: {err}") from err
+    # `paths` reads the job's directories from Hydra (${hydra:runtime.output_dir}): fixed here, so the
+    # config means this job wherever and whenever it is read.
+    paths = cfg.get("paths")
+    if isinstance(paths, DictConfig):
+        with _job_hydra_config(cfg):
+            for key, value in paths.items_ex(resolve=False):
+                if isinstance(value, str) and "${hydra:" in value:
+                    paths[key] = paths[key]
     return cfg
 
 
@@ -324,6 +380,11 @@ def run(cfg: DictConfig) -> TrainResult:
         PosixPath('checkpoints/epoch_000.ckpt')
         >>> out.cleanup()
     """
+    with _job_hydra_config(cfg):
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> TrainResult:
     start = time.perf_counter()
     job = _job_info(cfg)
     output_dir = _output_dir(cfg)

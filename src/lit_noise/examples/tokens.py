@@ -180,18 +180,21 @@ class TokenDataModule(TensorSplitDataModule):
         self.val_size = check_int(owner, "val_size", val_size, 1)
         self.test_size = check_int(owner, "test_size", test_size, 1)
         task = _TokenTask(vocab_size, num_classes, group_size, min_length, max_length, signal).check(owner)
-        self._task = task
         self.vocab_size, self.num_classes, self.group_size = vocab_size, num_classes, group_size
         self.min_length, self.max_length, self.signal = min_length, max_length, task.signal
         self.seed = check_int(owner, "seed", seed, 0)
 
+    def _task(self) -> _TokenTask:
+        """The task of the current attributes (set after construction too), checked again."""
+        attributes = (self.vocab_size, self.num_classes, self.group_size, self.min_length, self.max_length)
+        return _TokenTask(*attributes, self.signal).check(type(self).__name__)
+
     @override
     def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:
         """Draw the three splits, each from its own seed."""
-        sizes = (self.train_size, self.val_size, self.test_size)
+        sizes, task = (self.train_size, self.val_size, self.test_size), self._task()
         train, val, test = (
-            TensorDataset(*self._task.sample(size, seed=3 * self.seed + split))
-            for split, size in enumerate(sizes)
+            TensorDataset(*task.sample(size, seed=3 * self.seed + split)) for split, size in enumerate(sizes)
         )
         return train, val, test
 
