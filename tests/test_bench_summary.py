@@ -6,10 +6,8 @@ copy with the markers; the expected tables are typed into the tests.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +17,7 @@ import pytest
 from markdown.extensions.toc import slugify
 
 from _markdown import heading_anchors, headings
+from _scripts import loaded_script
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 START, END = "<!-- perf-summary:start -->", "<!-- perf-summary:end -->"
@@ -46,14 +45,7 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def summary() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH_DIR))  # summary.py imports _harness, as when run as a script
-        spec = importlib.util.spec_from_file_location("bench_summary_under_test", BENCH_DIR / "summary.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        patch.setitem(sys.modules, spec.name, module)  # its dataclass looks its module up
-        spec.loader.exec_module(module)
+    with loaded_script(BENCH_DIR / "summary.py", "bench_summary_under_test") as module:
         yield module
 
 

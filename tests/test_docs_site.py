@@ -6,27 +6,25 @@ no mkdocs: they check the hook's pure functions against the README and the pages
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 import lit_noise
 from _markdown import heading_anchors
+from _scripts import loaded_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def hooks():
-    spec = importlib.util.spec_from_file_location("lit_noise_docs_hooks", ROOT / "docs" / "hooks.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def hooks() -> Iterator[ModuleType]:
+    with loaded_script(ROOT / "docs" / "hooks.py", "lit_noise_docs_hooks") as module:
+        yield module
 
 
 def test_every_link_of_the_readme_summary_lands_on_a_page_section(hooks) -> None:

@@ -7,12 +7,10 @@ with NumPy loops and formulas written here; the temperature with SciPy's bounded
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
+
+from _scripts import loaded_script
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 HEADER = (
@@ -33,14 +33,7 @@ ACCURACIES = ("clean_acc", "mean_corruption_acc", "s1", "s2", "s3", "s4", "s5")
 
 @pytest.fixture(scope="module")
 def evidence() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH_DIR))  # evidence.py imports _harness, as when run as a script
-        spec = importlib.util.spec_from_file_location("evidence_under_test", BENCH_DIR / "evidence.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        patch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up
-        spec.loader.exec_module(module)
+    with loaded_script(BENCH_DIR / "evidence.py", "evidence_under_test") as module:
         yield module
 
 

@@ -9,11 +9,11 @@ by where it is defined. ``pytest --doctest-modules`` runs the examples themselve
 from __future__ import annotations
 
 import doctest
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import lit_noise
+from _scripts import loaded_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _public_objects() -> dict[str, Any]:
     """Public classes and functions by ``module.qualname`` of their definition (docs/hooks.py's list,
     which the site's strict build also checks against the API reference)."""
-    spec = importlib.util.spec_from_file_location("lit_noise_docs_hooks", ROOT / "docs" / "hooks.py")
-    assert spec is not None
-    assert spec.loader is not None
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
-    found: dict[str, Any] = hooks.public_objects()
+    with loaded_script(ROOT / "docs" / "hooks.py", "lit_noise_docs_hooks") as hooks:
+        found: dict[str, Any] = hooks.public_objects()
     return found
 
 
