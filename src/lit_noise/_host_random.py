@@ -54,16 +54,8 @@ class HostRandom:
         return ((_splitmix64(state) >> 12) + 0.5) * _2_POW_MINUS_52
 
     def uniforms(self, count: int) -> list[float]:
-        """``count`` uniforms in ``(0, 1)``: :meth:`uniform` ``count`` times (inlined: no calls)."""
-        state = self._state
-        values = []
-        for _ in range(count):
-            state = (state + _GOLDEN) & _MASK64
-            mixed = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-            mixed = ((mixed ^ (mixed >> 27)) * 0x94D049BB133111EB) & _MASK64
-            values.append((((mixed ^ (mixed >> 31)) >> 12) + 0.5) * _2_POW_MINUS_52)
-        self._state = state
-        return values
+        """``count`` uniforms in ``(0, 1)``: :meth:`uniform` ``count`` times."""
+        return [self.uniform() for _ in range(count)]
 
     def beta(self, a: float, b: float) -> float:
         """A Beta(``a``, ``b``) draw, ``a, b > 0``: Cheng's rejection algorithms BB and BC (1978).

@@ -250,22 +250,6 @@ def _box_corners(lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequen
     return torch.stack((low, low + sizes), dim=1)
 
 
-def _centred_corners(lam: Tensor, u: Tensor, height: int, width: int) -> Tensor:
-    """:func:`_box_corners` without ``minmax`` for :func:`_draw`: the same corners in fewer steps.
-
-    ``u`` is the draw's whole ``(4, G)`` block of uniforms; its first two rows (already used) are
-    overwritten by ``sqrt(1 - λ)``, so that sides and centres are scaled and floored in one pass.
-    """
-    block = u.view(2, 2, -1)  # (sides, centres) x (rows, columns) x G
-    block[0].copy_(torch.rsub(lam, 1.0).sqrt_())
-    sizes, start = block.mul_(_extent(height, width, lam.device, 1)).floor_().unbind(0)
-    start.sub_(sizes.div(2.0, rounding_mode="floor"))
-    zero = _constant(("zero",), lam.device, lambda d: torch.zeros((), dtype=torch.float64, device=d))
-    return torch.stack((start, start + sizes), dim=1).clamp_(
-        min=zero, max=_extent(height, width, lam.device, 2)
-    )
-
-
 def _as_boxes(corners: Tensor) -> Tensor:
     """``(..., 4)`` int64 ``(top, bottom, left, right)`` from corners stacked ``(2, 2, ...)``."""
     flat = corners.flatten(0, 1)
@@ -395,18 +379,14 @@ def _mix_one(
 ) -> tuple[Tensor, Tensor]:
     """One λ (and one box) for the whole batch, held on the host: scalar lerp or slicing."""
     if box is not None:
-        top, bottom, left, right = map(int, box)
+        top, bottom, left, right = (int(v) for v in box)
         if bottom > top and right > left:
             x_mixed = x.clone(memory_format=torch.contiguous_format)
             if x.numel() <= _SMALL_BATCH:  # one contiguous gather: fewer host steps than a strided one
                 pasted = _box_view(x.index_select(0, index), top, bottom, left, right)
             else:  # gather only the box
                 pasted = _box_view(x, top, bottom, left, right).index_select(0, index)
-            # x_mixed is contiguous: its box view is one as_strided (what _box_view makes).
-            shape, stride = x_mixed.shape, x_mixed.stride()
-            x_mixed.as_strided(
-                (*shape[:-2], bottom - top, right - left), stride, top * stride[-2] + left * stride[-1]
-            ).copy_(pasted)
+            _box_view(x_mixed, top, bottom, left, right).copy_(pasted)
         else:
             x_mixed = x
     elif lam == 1.0:
@@ -574,16 +554,12 @@ def _mix_with_corners(
         in_rows = in_rows[:, :height]
     if width < size:
         in_cols = in_cols[:, :width]
-    # λ rounded once to the inputs' dtype serves both weights when the targets share it (rounding
-    # commutes with replacing entries by 1).
-    lam_x = lam.to(x.dtype)
-    lam_y = lam_x if y_soft.dtype == x.dtype else lam.to(y_soft.dtype)
     base: Tensor | float = 1.0
     if use_cutmix is not None:  # the own weight outside the boxes: 1 for CutMix, λ for mixup
-        base = lam_x.masked_fill(use_cutmix, 1.0).view(-1, 1, 1)
+        base = lam.masked_fill(use_cutmix, 1.0).to(x.dtype).view(-1, 1, 1)
     own = (in_rows.unsqueeze(-1) * in_cols.neg_().unsqueeze(-2)).add_(base)
     x_mixed = x.index_select(0, index).lerp_(x, own.view((-1,) + (1,) * (x.ndim - 3) + (height, width)))
-    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, lam_y.view(-1, 1))
+    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, lam.view(-1, 1).to(y_soft.dtype))
     return x_mixed, y_mixed
 
 
@@ -777,22 +753,12 @@ def _draw(
     assert spatial_size is not None
     height, width = spatial_size
     cut = choice if mixed is None else mixed if choice is None else mixed & choice
-    if cutmix_minmax is None:
-        corners = _centred_corners(lam, u, height, width)  # (2, 2, G)
-    else:
-        corners = _box_corners(lam, u[2:], height, width, cutmix_minmax)
+    corners = _box_corners(lam, u[2:], height, width, cutmix_minmax)  # (2, 2, G)
     if cut is not None:
         corners.mul_(cut)  # no box where CutMix is not applied
     if correct_lam or cutmix_minmax is not None:
-        area = torch.sub(corners.select(1, 1), corners.select(1, 0)).prod(0)
-        # 1 - area / (H * W) in one step: addcdiv's `-1 * area / pixels` is exactly -(area / pixels).
-        one = _constant(("one",), device, lambda d: torch.ones((), dtype=torch.float64, device=d))
-        pixels = _constant(
-            ("pixels", height * width),
-            device,
-            lambda d: torch.tensor(float(height * width), dtype=torch.float64, device=d),
-        )
-        box_lams = torch.addcdiv(one, area, pixels, value=-1.0)
+        area = corners.diff(dim=1).prod(0).squeeze(0)
+        box_lams = 1.0 - area / float(height * width)
         lam = box_lams if cut is None else torch.where(cut, box_lams, lam)
     return lam, choice, corners
 
