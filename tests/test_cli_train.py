@@ -167,6 +167,9 @@ def test_main_lists_the_options_of_a_group(monkeypatch, capsys):
     assert "(activation, gradient, input, layers, neftune, none, target, token_drop, token_mask," in err
 
 
+# slow: a whole fit in a fresh process (importing Lightning alone takes 6-8 s on a 2-core VM); the
+# default suite keeps a console-script subprocess in test_cli_compose_job.
+@pytest.mark.slow
 def test_the_cli_runs_quietly(tmp_path):
     env = {**os.environ, "LIT_NOISE_LOG_DIR": str(tmp_path / "logs"), "WANDB_MODE": "offline"}
     out = subprocess.run(
