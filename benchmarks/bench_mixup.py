@@ -38,6 +38,7 @@ from _harness import AtenOps, header, interleaved, keep_freed_memory, result, th
 from lit_noise import MixupDataModule, SoftLabels
 from lit_noise.examples import DigitsDataModule
 from lit_noise.functional import mix_params, one_hot_smooth, sample_mix_params
+from lit_noise.functional.mix import _own_weights
 
 try:  # timm is a benchmark-only comparison, never a dependency
     from timm.data import Mixup as TimmMixup
@@ -155,7 +156,17 @@ def bench(shape: tuple[int, ...], device: torch.device, reps: int) -> dict[str, 
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     inner = 20 if x.numel() < 100_000 else 3
     samples = interleaved(candidates, inner, reps, thread_clock(device), sync)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    # Each comparison with timm is also timed head to head, the two candidates alone: among all the
+    # candidates, timm's elem loop warms the very kernels timm's batch mode calls (mul_, add_, flip,
+    # one_hot) and not ours (randperm, index_select, lerp_), which slows our batch mode by about
+    # 20 % on the Xeon while timm's batch mode keeps its speed.
+    for mode in ("batch", "elem"):
+        pair = {f"ours {mode}": candidates[f"ours {mode}"], f"timm {mode}": candidates[f"timm {mode}"]}
+        rounds = interleaved(pair, inner, reps, thread_clock(device), sync)
+        ratios = [t / o for t, o in zip(rounds[f"timm {mode}"], rounds[f"ours {mode}"], strict=True)]
+        medians[f"timm {mode} / ours {mode}, head to head"] = statistics.median(ratios)
+    return medians
 
 
 def aten_ops(fn: Callable[[], Any], calls: int = 20) -> float:
@@ -173,6 +184,9 @@ def elem_parts(x: torch.Tensor, y: torch.Tensor, reps: int) -> dict[str, float]:
     options: dict[str, Any] = {"mixup_alpha": 1.0, "cutmix_alpha": 1.0, "spatial_size": x.shape[-2:]}
     params = sample_mix_params(x.shape[0], generator, mode="elem", **options)
     own = torch.rand((x.shape[0], 1, *x.shape[-2:]), device=x.device)
+    concentration = torch.ones((x.shape[0], 2), dtype=torch.float64, device=x.device)
+    corners = params._corners
+    assert corners is not None
     parts = {
         "floor (one lerp)": _floor(x),
         "draw (partners, λ, methods, boxes)": lambda: sample_mix_params(
@@ -182,6 +196,13 @@ def elem_parts(x: torch.Tensor, y: torch.Tensor, reps: int) -> dict[str, float]:
         "gather + in-place lerp with a weight map": lambda: x.index_select(0, params.index).lerp_(x, own),
         "all the mixing (mix_params)": _mixing_only(x, y),
         "ours elem (the whole hook)": _ours("elem", x, y),
+        "the Beta draws alone (one Dirichlet call)": lambda: torch._sample_dirichlet(
+            concentration, generator=generator
+        ),
+        "the weight map alone (from the draw's boxes)": lambda: _own_weights(
+            x, params.lam, params.use_cutmix, corners
+        ),
+        "timm elem": _timm("elem", x, y),
     }
     samples = interleaved(parts, 3, reps, thread_clock(x.device))
     return {name: statistics.median(values) for name, values in samples.items()}
@@ -207,17 +228,23 @@ def main() -> None:
         floor = medians["floor (one lerp)"]
         size = f"{shape[0]}x{tuple(shape[1:])}".replace(" ", "")
         print(f"\nbatch {size}: median per call, ratio to the floor")
-        for name, value in medians.items():
+        times = {name: value for name, value in medians.items() if "head to head" not in name}
+        for name, value in times.items():
             print(f"  {name:32s} {value:10.1f} us  {value / floor:7.2f}x")
-        batch_speedup = medians["timm batch"] / medians["ours batch"]
-        elem_speedup = medians["timm elem"] / medians["ours elem"]
-        print(f"  timm batch / ours batch: {batch_speedup:.2f}x; timm elem / ours elem: {elem_speedup:.2f}x")
+        batch_speedup = medians["timm batch / ours batch, head to head"]
+        elem_speedup = medians["timm elem / ours elem, head to head"]
+        print(
+            f"  timm / ours, head to head (the two alone, median of paired rounds): batch"
+            f" {batch_speedup:.2f}x, elem {elem_speedup:.2f}x; among all the candidates above: batch"
+            f" {medians['timm batch'] / medians['ours batch']:.2f}x, elem"
+            f" {medians['timm elem'] / medians['ours elem']:.2f}x"
+        )
         result(
             f"mixup batch mode: timm's batch mode / ours, {size}",
             f"{batch_speedup:.2f}x",
             "> 1x (ours faster)",
             "met" if batch_speedup > 1.0 else "missed",
-            "timm's Mixup(mode='batch'), same settings, same process",
+            "timm's Mixup(mode='batch'), same settings, same process, head to head",
             section,
         )
         if shape == SHAPES[0]:
@@ -252,7 +279,7 @@ def main() -> None:
                 f"{elem_speedup:.1f}x",
                 ">= 10x",
                 "met" if elem_speedup >= 10.0 else "missed",
-                "timm's Mixup(mode='elem'): a Python loop over samples",
+                "timm's Mixup(mode='elem'): a Python loop over samples; head to head",
                 section,
             )
     print("\nprofile: aten ops dispatched per call (host-side work; one kernel or view each)")
@@ -282,6 +309,26 @@ def main() -> None:
     print(
         "  The gather + in-place lerp is the least tensor work any mixup with partners does: it reads"
         " and writes the batch five times where the floor does three."
+    )
+    mixing = parts["gather + in-place lerp with a weight map"]
+    beta = parts["the Beta draws alone (one Dirichlet call)"]
+    weight_map = parts["the weight map alone (from the draw's boxes)"]
+    least = mixing + beta
+    timm_elem = parts["timm elem"]
+    draw, whole = parts["draw (partners, λ, methods, boxes)"], parts["ours elem (the whole hook)"]
+    small_ops = draw - beta
+    print(
+        f"  The least a bit-identical elem mode costs (that gather + lerp, and the Beta draws the"
+        f" stream is made of): {least / floor:.2f}x of the floor (target 2x), so timm elem / ours can"
+        f" be at most {timm_elem / least:.1f}x on this machine (target 10x); with no draw at all,"
+        f" {timm_elem / mixing:.1f}x. Over that least: the draw's small ops (partners, boxes, λ"
+        f" correction) {small_ops:.0f} us, building the weight map and mixing the targets"
+        f" {parts['all the mixing (mix_params)'] - mixing:.0f} us, the hook around them"
+        f" {whole - parts['all the mixing (mix_params)'] - draw:.0f} us;"
+        f" with the draw's small ops free the hook would still be"
+        f" {(whole - small_ops) / floor:.2f}x. With the weight map as well (any per-sample mix of"
+        f" CutMix and mixup in one lerp needs it), the least is {(least + weight_map) / floor:.2f}x"
+        f" and timm elem / ours at most {timm_elem / (least + weight_map):.1f}x."
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+from hydra.core.hydra_config import HydraConfig
 
 from _trainers import quiet_trainer
 
@@ -22,6 +23,17 @@ def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path.mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(var, str(path))
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _no_hydra_config_left() -> Iterator[None]:
+    """Each test leaves Hydra's current-job config unset, as a fresh process has it.
+
+    ``compose_train`` sets it as ``@hydra.main`` would; left set, it made a later module's
+    "not initialised" checks depend on the order the modules ran in.
+    """
+    yield
+    HydraConfig.instance().cfg = None
 
 
 @pytest.fixture

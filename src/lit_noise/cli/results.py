@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -25,6 +26,12 @@ def package_versions() -> dict[str, str | None]:
         >>> sorted(versions)[:3], versions["torch"] is not None
         (['hydra-core', 'lightning', 'lit-noise'], True)
     """
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict[str, str | None]:
+    """Read once per process (a sweep runs many jobs in one): installed versions do not change."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     versions.update({name: _version(name) for name in _PACKAGES})
     return versions

@@ -395,6 +395,7 @@ def _run(cfg: DictConfig) -> TrainResult:
     best: str | None = None
     last: str | None = None
     controllers: dict[str, Any] = {}
+    resolved: dict[str, Any] | None = None  # resolved once: for the loggers, then for results.json
     try:
         _check(cfg)
         callback_nodes = callback_configs(cfg)
@@ -461,7 +462,7 @@ def _run(cfg: DictConfig) -> TrainResult:
                     "controllers": controllers,
                     "wall_time_s": time.perf_counter() - start,
                     "versions": package_versions(),
-                    "config": _resolved(cfg, safe=True),
+                    "config": resolved if resolved is not None else _resolved(cfg, safe=True),
                 },
             )
     result = TrainResult(metrics, value, output_dir, best, wandb_dirs)

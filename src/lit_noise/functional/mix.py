@@ -545,6 +545,17 @@ def _mix_with_corners(
     need no masking, clipping or conversion to ``(top, bottom, left, right)`` rows.
     """
     _check_index(index, x.shape[0])
+    own = _own_weights(x, lam, use_cutmix, corners)
+    x_mixed = x.index_select(0, index).lerp_(x, own)
+    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, lam.view(-1, 1).to(y_soft.dtype))
+    return x_mixed, y_mixed
+
+
+def _own_weights(x: Tensor, lam: Tensor, use_cutmix: Tensor | None, corners: Tensor) -> Tensor:
+    """The own-sample weight map of :func:`_mix_with_corners`, shaped to broadcast against ``x``.
+
+    0 inside a CutMix box and 1 outside it; λ on mixup samples (``use_cutmix`` False).
+    """
     height, width = x.shape[-2], x.shape[-1]
     size = max(height, width)
     steps = _constant(("steps", size, x.dtype), x.device, lambda d: _steps(size, x.dtype, d))
@@ -558,9 +569,7 @@ def _mix_with_corners(
     if use_cutmix is not None:  # the own weight outside the boxes: 1 for CutMix, λ for mixup
         base = lam.masked_fill(use_cutmix, 1.0).to(x.dtype).view(-1, 1, 1)
     own = (in_rows.unsqueeze(-1) * in_cols.neg_().unsqueeze(-2)).add_(base)
-    x_mixed = x.index_select(0, index).lerp_(x, own.view((-1,) + (1,) * (x.ndim - 3) + (height, width)))
-    y_mixed = y_soft.index_select(0, index).lerp_(y_soft, lam.view(-1, 1).to(y_soft.dtype))
-    return x_mixed, y_mixed
+    return own.view((-1,) + (1,) * (x.ndim - 3) + (height, width))
 
 
 def mixup(x: Tensor, y_soft: Tensor, lam: LamLike, index: Tensor) -> tuple[Tensor, Tensor]:
