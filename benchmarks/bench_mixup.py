@@ -159,8 +159,8 @@ def bench(shape: tuple[int, ...], device: torch.device, reps: int) -> dict[str, 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     # Each comparison with timm is also timed head to head, the two candidates alone: among all the
     # candidates, timm's elem loop warms the very kernels timm's batch mode calls (mul_, add_, flip,
-    # one_hot) and not ours (randperm, index_select, lerp_), which slows our batch mode by about
-    # 20 % on the Xeon while timm's batch mode keeps its speed.
+    # one_hot) and not ours (randperm, index_select, lerp_), which slows our batch mode by 20-30 %
+    # on the Xeon while timm's batch mode keeps its speed.
     for mode in ("batch", "elem"):
         pair = {f"ours {mode}": candidates[f"ours {mode}"], f"timm {mode}": candidates[f"timm {mode}"]}
         rounds = interleaved(pair, inner, reps, thread_clock(device), sync)
