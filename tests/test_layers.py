@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lit_noise import ConfigurationError, GaussianDropout, GaussianNoise, Linear, NoiseLayerSchedule, Step
 from lit_noise.examples import DigitsDataModule
@@ -234,3 +236,69 @@ def test_example_classifier_noise_layers_are_driven_and_its_hparams_stay_plain(m
     trainer.fit(model, DigitsDataModule())
     assert schedule.last_values["net.0/std"] == pytest.approx(0.2)
     assert schedule.last_values["net.6/rate"] == pytest.approx(0.25)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(state: int) -> int:
+    """SplitMix64 (Steele, Lea and Flood), its published constants typed in."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return state ^ (state >> 31)
+
+
+class _TwoNoiseLayers(pl.LightningModule):
+    """Two GaussianNoise layers in a row; keeps what each added on every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise = nn.Sequential(GaussianNoise(std=0.5), GaussianNoise(std=0.25))
+        self.head = nn.Linear(64, 10)
+        self.added: dict[tuple[int, int, int], Tensor] = {}
+        for index, layer in enumerate(self.noise):
+            layer.register_forward_hook(self._keeper(index))
+
+    def _keeper(self, index: int) -> object:
+        def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            if module.training:
+                key = (index, self.current_epoch, self.trainer.fit_loop.epoch_loop.batch_idx)
+                self.added[key] = output - inputs[0]
+
+        return keep
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(self.head(self.noise(x.flatten(1))), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_noise_layer_schedule_seeds_each_layer_from_the_documented_counters() -> None:
+    """Layer i's generator is seeded with the hash of (seed, crc32 stream, i, epoch, batch, rank)."""
+    model = _TwoNoiseLayers()
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        callbacks=[NoiseLayerSchedule(seed=7)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(48, 64, generator=g), torch.randint(0, 10, (48,), generator=g))
+    trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=16))
+    assert len(model.added) == 2 * 2 * 3
+    stream = zlib.crc32(b"NoiseLayerSchedule/layers")
+    for (index, epoch, batch_idx), added in model.added.items():
+        state = 0
+        for counter in (7, stream, index, epoch, batch_idx, 0):
+            state = _splitmix64(state ^ counter)
+        generator = torch.Generator().manual_seed(state & ((1 << 63) - 1))
+        std = (0.5, 0.25)[index]
+        expected = std * torch.randn(added.shape, generator=generator)
+        torch.testing.assert_close(added, expected, rtol=0, atol=1e-5)

@@ -31,10 +31,22 @@ def mix_seed(*counters: int) -> int:
         >>> mix_seed(0, 1, 2) == mix_seed(0, 1, 2) != mix_seed(0, 2, 1)
         True
     """
-    state = 0
+    return mix_state(0, *counters) & _MAX_SEED
+
+
+def mix_state(state: int, *counters: int) -> int:
+    """The 64-bit hash state after ``counters``, continued from ``state`` (0 starts :func:`mix_seed`).
+
+    ``mix_seed(*a, *b) == mix_state(mix_state(0, *a), *b) & (2**63 - 1)``: a prefix of counters
+    shared by many seeds is hashed once.
+
+    Example:
+        >>> mix_state(mix_state(0, 7, 1), 2, 3) & (2**63 - 1) == mix_seed(7, 1, 2, 3)
+        True
+    """
     for counter in counters:
         state = _splitmix64(state ^ (counter & _MASK64))
-    return state & _MAX_SEED
+    return state
 
 
 def mix_counter(counter: int) -> int:

@@ -59,6 +59,15 @@ class NoiseLayer(nn.Module):
         self.generator: torch.Generator | None = None
         self.schedule_scale = 1.0
 
+    def _set_batch_state(self, clock: Clock, schedule_scale: float, generator: torch.Generator) -> None:
+        """Set ``clock``, ``schedule_scale`` and ``generator`` for the next training batch.
+
+        Written to the instance dictionary, as ``nn.Module.__setattr__`` ends up doing for values
+        that are neither parameters, buffers nor modules, without its dozen checks per attribute
+        (NoiseLayerSchedule calls this for every layer on every batch).
+        """
+        self.__dict__.update(clock=clock, schedule_scale=schedule_scale, generator=generator)
+
     def schedules(self) -> dict[str, Schedule]:
         """The layer's strength schedules by parameter name."""
         return self.noise.schedules()

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from typing_extensions import override
 
-from lit_noise._rng import GeneratorCache
+from lit_noise._rng import _MAX_SEED, GeneratorCache, mix_state
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import NoiseLayer
@@ -82,14 +82,14 @@ class NoiseLayerSchedule(NoiseCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         clock = self._clock(trainer)
-        seed = self.seed if self.seed is not None else 0
+        # Layer i's seed is mix_seed(seed, stream, i, epoch, batch index, rank): the shared prefix
+        # is hashed once per batch, and the loop reads nothing from the trainer or the module.
+        prefix = mix_state(0, self.seed if self.seed is not None else 0, self._stream)
+        device, epoch, rank, scale = pl_module.device, trainer.current_epoch, self._rank, self.scale
         values: dict[str, float] = {}
         for index, (path, layer) in enumerate(self._layers):
-            layer.clock = clock
-            layer.schedule_scale = self.scale
-            layer.generator = self._layer_generators[index].get(
-                pl_module.device, seed, self._stream, index, trainer.current_epoch, batch_idx, self._rank
-            )
+            seed = mix_state(prefix, index, epoch, batch_idx, rank) & _MAX_SEED
+            layer._set_batch_state(clock, scale, self._layer_generators[index].seeded(device, seed))
             for param, value in layer.current().items():
                 values[f"{path}/{param}"] = value
         self._log(trainer, pl_module, values)

@@ -483,8 +483,10 @@ class FlatLayout:
             if len(present) < len(picked):
                 where = torch.tensor([t is not None for t in picked], device=sums.device)
                 sums = torch.zeros(len(picked), device=sums.device, dtype=stats).masked_scatter_(where, sums)
+                numel += sum(t.numel() for t in present)
+            else:  # every member present: the chunk's own size, no Python call per tensor
+                numel += chunk.flat.numel()
             squares.append(sums)
-            numel += sum(t.numel() for t in present)
         if per_tensor:
             return [
                 (s / chunk.counts).sqrt_().to(chunk.flat.dtype)
