@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -373,6 +375,34 @@ def test_relative_noise_scales_with_the_gradient(relative_runs: dict[str, tuple[
     torch.testing.assert_close(g10, 10 * g, rtol=1e-5, atol=0.0)  # type: ignore[operator]
     noise, noise10 = noisy[0]["wide.weight"] - g, noisy10[0]["wide.weight"] - g10  # type: ignore[operator]
     assert_noise_close(noise10, 10 * noise, [g10])  # type: ignore[list-item]
+
+
+def _python_calls(fn: Callable[[], object]) -> int:
+    """Python function and builtin calls made inside ``fn`` (``sys.setprofile`` events)."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        count += event in ("call", "c_call")
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+@pytest.mark.parametrize("per_tensor", [True, False])
+def test_layout_rms_makes_as_many_python_calls_for_200_tensors_as_for_2(per_tensor: bool) -> None:
+    """The host work per step does not grow with the number of gradients (one chunk either way)."""
+    calls = []
+    for n in (2, 200):
+        layout = FlatLayout([torch.zeros(3) for _ in range(n)])
+        grads = [torch.ones(3) for _ in range(n)]
+        layout.rms(grads, per_tensor)  # the first call may create what later calls reuse
+        calls.append(_python_calls(functools.partial(layout.rms, grads, per_tensor)))
+    assert calls[0] == calls[1]
 
 
 def test_layout_rms_per_tensor_and_global_across_chunks() -> None:
