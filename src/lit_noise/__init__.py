@@ -5,33 +5,14 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 :mod:`lit_noise.functional`.
 """
 
+import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from lit_noise._host_random import HostRandom
-from lit_noise.callbacks import (
-    ActivationNoise,
-    CalibrationMonitor,
-    GradientNoise,
-    InputNoise,
-    NoiseCallback,
-    NoiseController,
-    NoiseLayerSchedule,
-    RobustnessMonitor,
-    TargetNoise,
-    TemperatureScaling,
-    WeightNoise,
-)
 from lit_noise.corruptions import corrupt
-from lit_noise.data import MixupDataModule
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import GaussianDropout, GaussianNoise
-from lit_noise.metrics import (
-    AdaptiveCalibrationError,
-    BrierScore,
-    CalibrationError,
-    NegativeLogLikelihood,
-    ReliabilityDiagram,
-)
 from lit_noise.noise import (
     SNR,
     Gaussian,
@@ -67,6 +48,52 @@ from lit_noise.schedules import (
     Step,
 )
 from lit_noise.soft_labels import SoftLabels, hard, soft
+
+# Lightning and torchmetrics load on first use (PEP 562): `import lit_noise.functional`, `.noise`,
+# `.schedules` and the other pure-tensor modules import neither. A public name not imported above
+# comes from the first of these modules that exports it, cheapest first (the callbacks import the
+# metrics anyway), the first time it is read.
+_LAZY_MODULES = ("lit_noise.metrics", "lit_noise.callbacks", "lit_noise.data")
+
+if TYPE_CHECKING:  # the lazily loaded names, for type checkers and readers
+    from lit_noise.callbacks import (
+        ActivationNoise,
+        CalibrationMonitor,
+        GradientNoise,
+        InputNoise,
+        NoiseCallback,
+        NoiseController,
+        NoiseLayerSchedule,
+        RobustnessMonitor,
+        TargetNoise,
+        TemperatureScaling,
+        WeightNoise,
+    )
+    from lit_noise.data import MixupDataModule
+    from lit_noise.metrics import (
+        AdaptiveCalibrationError,
+        BrierScore,
+        CalibrationError,
+        NegativeLogLikelihood,
+        ReliabilityDiagram,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name of ``_LAZY_MODULES`` on first use; later reads find it in the module."""
+    if name in __all__:
+        for module_name in _LAZY_MODULES:
+            module = importlib.import_module(module_name)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module 'lit_noise' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 try:
     __version__ = _metadata.version("lit-noise")

@@ -20,7 +20,10 @@ from lit_noise.callbacks.base import NoiseCallback, training_clock
 from lit_noise.callbacks.layer_schedule import NoiseLayerSchedule
 from lit_noise.callbacks.monitoring import require_validation
 from lit_noise.control import ControlState, Decision, ScaleControl
-from lit_noise.data.mixup import MixupDataModule
+
+# The module, not the class: lit_noise.data.mixup imports lit_noise.callbacks.base, so importing
+# lit_noise.data first reaches this line while that module is still being initialised.
+from lit_noise.data import mixup as _mixup
 from lit_noise.errors import ConfigurationError
 from lit_noise.layers import NoiseLayer
 
@@ -40,7 +43,7 @@ def _strengths(knob: Any, trainer: pl.Trainer) -> dict[str, float]:
     if isinstance(knob, NoiseCallback):
         noise = knob._noise()
         return {} if noise is None else noise.resolve(training_clock(trainer), knob.scale)
-    if isinstance(knob, MixupDataModule):
+    if isinstance(knob, _mixup.MixupDataModule):
         values = knob._resolve(trainer)
         return {k: values[k] for k in ("prob", "label_smoothing")}
     if isinstance(knob, NoiseLayer) and (
@@ -63,7 +66,7 @@ def find_sources(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str
         cb.name: [(cb.name, cb)] for cb in callbacks if isinstance(cb, NoiseCallback)
     }
     datamodule = getattr(trainer, "datamodule", None)
-    if isinstance(datamodule, MixupDataModule):
+    if isinstance(datamodule, _mixup.MixupDataModule):
         sources["mix"] = [("mix", datamodule)]
     if not any(isinstance(cb, NoiseLayerSchedule) for cb in callbacks):
         layers = [(f"layers/{path}", m) for path, m in pl_module.named_modules() if isinstance(m, NoiseLayer)]

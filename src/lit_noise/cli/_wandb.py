@@ -8,10 +8,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger
 
 __all__ = ["JobInfo", "finish_runs", "prepare_wandb_configs", "run_dirs"]
 

@@ -19,8 +19,9 @@ import torch
 from omegaconf import DictConfig
 
 from lit_noise.cli._config import APP
+from lit_noise.cli._job import _scalars
 from lit_noise.cli.results import package_versions, write_results
-from lit_noise.cli.train import CONFIG_PATH, _build, _output_dir, _quiet, _scalars
+from lit_noise.cli.train import CONFIG_PATH, _build, _output_dir, _quiet
 from lit_noise.errors import ConfigurationError
 
 __all__ = ["accuracy_table", "evaluate", "main"]

@@ -1,0 +1,131 @@
+"""The package namespace: pure-tensor modules load without Lightning; every public name resolves.
+
+``lit_noise`` loads its callbacks, the mixup DataModule and the torchmetrics metrics on first use
+(PEP 562), so that ``import lit_noise.functional`` in a plain PyTorch loop costs torch alone. The
+first test runs in a fresh interpreter, where nothing was imported before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lit_noise
+
+PURE_TENSOR_MODULES = [
+    "lit_noise.functional",
+    "lit_noise.noise",
+    "lit_noise.schedules",
+    "lit_noise.layers",
+    "lit_noise.corruptions",
+    "lit_noise.soft_labels",
+]
+
+
+def test_the_pure_tensor_modules_import_neither_lightning_nor_torchmetrics() -> None:
+    script = (
+        "import sys\n"
+        f"for name in {PURE_TENSOR_MODULES!r}:\n"
+        "    __import__(name)\n"
+        "import lit_noise\n"
+        "lit_noise.Gaussian, lit_noise.Linear, lit_noise.SoftLabels\n"
+        "print(sorted(m for m in ('lightning', 'torchmetrics', 'pytorch_lightning') if m in sys.modules))\n"
+        "lit_noise.InputNoise\n"
+        "print('lightning' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["[]", "True"]  # nothing heavy until a callback is read
+
+
+def test_composing_a_job_imports_no_lightning_until_it_runs(tmp_path: Path) -> None:
+    """``lit-noise-train --cfg job``, ``--help`` and ``compose_job`` stay light; ``run`` loads it."""
+    script = (
+        "import sys\n"
+        "from lit_noise.cli.train import compose_job, run\n"
+        f"cfg = compose_job(['logger=none'], output_dir={str(tmp_path)!r})\n"
+        "print(cfg.trainer.max_epochs > 0, 'lightning' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "False"]
+    printed = subprocess.run(
+        [sys.executable, "-c", _CFG_JOB], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert printed.stdout.splitlines()[-1] == "False"
+    assert "trainer:" in printed.stdout  # the composed config was printed
+
+
+#: ``lit-noise-train --cfg job`` in this interpreter, then whether Lightning was imported.
+_CFG_JOB = (
+    "import sys\n"
+    "sys.argv = ['lit-noise-train', '--cfg', 'job']\n"
+    "from lit_noise.cli.scripts import train\n"
+    "try:\n"
+    "    train()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "print('lightning' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize("name", sorted(set(lit_noise.__all__) - {"__version__"}))
+def test_every_public_name_is_the_object_of_its_module(name: str) -> None:
+    value = getattr(lit_noise, name)
+    module = importlib.import_module(value.__module__)
+    assert getattr(module, value.__name__) is value
+    assert name in dir(lit_noise)
+
+
+def test_star_import_gives_every_public_name() -> None:
+    namespace: dict[str, object] = {}
+    exec("from lit_noise import *", namespace)
+    assert set(lit_noise.__all__) <= set(namespace)
+    assert namespace["InputNoise"] is lit_noise.callbacks.InputNoise
+    assert namespace["MixupDataModule"] is lit_noise.data.MixupDataModule
+    assert namespace["BrierScore"] is lit_noise.metrics.BrierScore
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
+    with pytest.raises(AttributeError, match=r"module 'lit_noise' has no attribute 'InputNoize'"):
+        lit_noise.InputNoize  # noqa: B018
+    assert not hasattr(lit_noise, "InputNoize")
+
+
+#: Imports each module of the package first, into an interpreter where no lit_noise module is loaded.
+_EACH_MODULE_FIRST = """
+import importlib, pkgutil, sys
+import lit_noise
+modules = pkgutil.walk_packages(lit_noise.__path__, "lit_noise.")
+names = sorted(m.name for m in modules if ".conf" not in m.name)
+failed = []
+for name in names:
+    for key in [k for k in sys.modules if k == "lit_noise" or k.startswith("lit_noise.")]:
+        del sys.modules[key]
+    try:
+        importlib.import_module(name)
+    except Exception as err:
+        failed.append(f"{name}: {type(err).__name__}: {err}")
+print(len(names))
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_first_without_an_import_cycle() -> None:
+    """No order of first imports meets a cycle (``import lit_noise.data`` used to be one)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _EACH_MODULE_FIRST], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    count, *failed = result.stdout.strip().splitlines()
+    assert int(count) > 50  # every module of the package was tried
+    assert failed == []
