@@ -302,3 +302,28 @@ def test_noise_layer_schedule_seeds_each_layer_from_the_documented_counters() ->
         std = (0.5, 0.25)[index]
         expected = std * torch.randn(added.shape, generator=generator)
         torch.testing.assert_close(added, expected, rtol=0, atol=1e-5)
+
+
+def test_a_subclass_property_receives_the_batch_state() -> None:
+    """A noise layer whose ``schedule_scale`` is a property still gets NoiseLayerSchedule's value."""
+
+    class Tracked(GaussianNoise):
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+            super().__init__(std=0.1)
+
+        @property
+        def schedule_scale(self) -> float:
+            return self.seen[-1] if self.seen else 1.0
+
+        @schedule_scale.setter
+        def schedule_scale(self, value: float) -> None:
+            self.seen.append(value)
+
+    layer, plain = Tracked(), GaussianNoise(std=0.1)
+    for noise_layer in (layer, plain):
+        noise_layer._set_batch_state(Clock(), 3.0, torch.Generator())
+    assert layer.seen[-1] == 3.0
+    assert plain.schedule_scale == 3.0
+    for noise_layer in (layer, plain):
+        assert noise_layer.current()["std"] == pytest.approx(0.3)

@@ -1,8 +1,8 @@
 """The Lightning side of a ``lit-noise-train`` job: build, fit, evaluate, write ``results.json``.
 
 :func:`lit_noise.cli.train.run` imports this module when a job runs, so that composing a config
-(``lit-noise-train --cfg job``, ``--help``, :func:`~lit_noise.cli.train.compose_job`) loads neither
-Lightning nor torch.
+(``lit-noise-train --cfg job``, ``--help``, :func:`~lit_noise.cli.train.compose_job`) does not
+load Lightning.
 """
 
 from __future__ import annotations

@@ -306,7 +306,7 @@ def run(cfg: DictConfig) -> TrainResult:
         PosixPath('checkpoints/epoch_000.ckpt')
         >>> out.cleanup()
     """
-    from lit_noise.cli._job import run_job  # Lightning and torch load here, not to compose
+    from lit_noise.cli._job import run_job  # Lightning loads here, not to compose
 
     with _job_hydra_config(cfg):
         return run_job(cfg)
