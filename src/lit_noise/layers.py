@@ -59,26 +59,17 @@ class NoiseLayer(nn.Module):
         self.generator: torch.Generator | None = None
         self.schedule_scale = 1.0
 
-    #: Whether the batch state is three plain attributes (no subclass made one a property).
-    _plain_batch_state = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        names = ("clock", "schedule_scale", "generator")
-        cls._plain_batch_state = not any(hasattr(getattr(cls, n, None), "__set__") for n in names)
-
     def _set_batch_state(self, clock: Clock, schedule_scale: float, generator: torch.Generator) -> None:
         """Set ``clock``, ``schedule_scale`` and ``generator`` for the next training batch.
 
-        Written to the instance dictionary, as ``nn.Module.__setattr__`` ends up doing for values
-        that are neither parameters, buffers nor modules, without its dozen checks per attribute
-        (NoiseLayerSchedule calls this for every layer on every batch); through ``setattr`` where a
-        subclass made one of them a property.
+        ``object.__setattr__`` stores them as ``nn.Module.__setattr__`` ends up doing for values
+        that are neither parameters, buffers nor modules (and calls a subclass's property setter),
+        without that method's dozen checks per attribute: NoiseLayerSchedule calls this for every
+        layer on every batch.
         """
-        if self._plain_batch_state:
-            self.__dict__.update(clock=clock, schedule_scale=schedule_scale, generator=generator)
-        else:
-            self.clock, self.schedule_scale, self.generator = clock, schedule_scale, generator
+        object.__setattr__(self, "clock", clock)
+        object.__setattr__(self, "schedule_scale", schedule_scale)
+        object.__setattr__(self, "generator", generator)
 
     def schedules(self) -> dict[str, Schedule]:
         """The layer's strength schedules by parameter name."""

@@ -14,7 +14,6 @@ the composed config.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import warnings
@@ -43,8 +42,6 @@ CONFIG_PATH = "pkg://lit_noise.conf"
 #: The config tree of the installed package (conf/ in the repository).
 CONF_DIR = Path(str(resources.files("lit_noise.conf")))
 CONFIG_NAME = "train"
-
-log = logging.getLogger("lit_noise.cli")
 
 # Advice from Lightning that does not apply to the in-memory example data, and a FutureWarning
 # Lightning 2.6 raises on torch >= 2.10: kept off the user's screen.
