@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -128,6 +129,29 @@ def test_hooks_are_present_only_during_training_steps(gaussian_run: Any) -> None
     assert len(model.embedding._forward_hooks) == 0
     assert not callback.active
     assert callback.hooked == ["embedding"]
+
+
+class CopiesInStep(Recorder):
+    """Deep-copies its embedding inside each training step (as an EMA or a teacher might)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies: list[nn.Module] = []
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.copies.append(copy.deepcopy(self.embedding))
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_copy_made_inside_a_step_gets_no_noise_after_it() -> None:
+    callback = ActivationNoise("embedding", Gaussian(std=STD), pad_id=None, seed=0)
+    model = fit(callback, CopiesInStep(), limit_train_batches=2, limit_val_batches=0)
+    ids = torch.tensor([[3, 4, 5]])
+    for copied in model.copies:
+        assert len(copied._forward_hooks) == 1  # the step's hook came along with the copy
+        clean = F.embedding(ids, copied.weight, padding_idx=0)
+        assert torch.equal(copied(ids), clean)  # ... but outside a training step it adds nothing
+    assert callback._window is None
 
 
 def test_gaussian_noise_statistics_on_real_tokens(gaussian_run: Any) -> None:

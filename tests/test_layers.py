@@ -50,6 +50,33 @@ def test_gaussian_dropout_multiplicative_std() -> None:
         GaussianNoise(std=0.1, scale=-1.0)
 
 
+def test_the_strength_follows_scale_clock_and_noise_changes_between_forwards() -> None:
+    """The layer resolves its strength once per (clock, scale, noise); any change takes effect."""
+    from lit_noise import Gaussian
+
+    layer = GaussianNoise(std=Linear(start=0.0, end=1.0, until=10, unit="step")).train()
+    x = torch.zeros(200_000)
+
+    def drawn_std() -> float:
+        return float(layer(x).double().std())
+
+    layer.clock = Clock(step=5)
+    assert drawn_std() == pytest.approx(0.5, rel=0.02)
+    assert drawn_std() == pytest.approx(0.5, rel=0.02)  # the same clock again
+    layer.clock = Clock(step=10)
+    assert drawn_std() == pytest.approx(1.0, rel=0.02)
+    layer.scale = 0.25
+    assert drawn_std() == pytest.approx(0.25, rel=0.02)
+    layer.schedule_scale = 2.0
+    assert drawn_std() == pytest.approx(0.5, rel=0.02)
+    layer.noise = Gaussian(std=0.1)
+    assert drawn_std() == pytest.approx(0.05, rel=0.02)
+    reported = layer.current()
+    reported["std"] = 100.0  # the caller's copy: the layer's values stay
+    assert layer.current() == {"std": pytest.approx(0.05), "mean": 0.0}
+    assert drawn_std() == pytest.approx(0.05, rel=0.02)
+
+
 def test_gradients_flow_through_the_noise() -> None:
     x = torch.randn(8, 4, requires_grad=True)
     GaussianNoise(std=0.5).train()(x).sum().backward()

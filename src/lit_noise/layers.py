@@ -58,6 +58,7 @@ class NoiseLayer(nn.Module):
         self.clock: Clock | None = None
         self.generator: torch.Generator | None = None
         self.schedule_scale = 1.0
+        self._resolved: tuple[Clock | None, float, Noise, dict[str, float]] | None = None
 
     def _set_batch_state(self, clock: Clock, schedule_scale: float, generator: torch.Generator) -> None:
         """Set ``clock``, ``schedule_scale`` and ``generator`` for the next training batch.
@@ -80,7 +81,7 @@ class NoiseLayer(nn.Module):
 
         :class:`~lit_noise.NoiseLayerSchedule` logs them as ``noise/<name>/<layer path>/<param>``.
         """
-        return self._noise_params()
+        return dict(self._noise_params())
 
     def settings(self) -> dict[str, Any]:
         """The layer's arguments (logged by :class:`~lit_noise.NoiseLayerSchedule` as hyperparameters).
@@ -92,9 +93,19 @@ class NoiseLayer(nn.Module):
         return {**self.noise.settings(), "scale": self.scale}
 
     def _noise_params(self) -> dict[str, float]:
-        """The resolved parameters of the noise this layer applies."""
+        """The resolved parameters of the noise this layer applies (not to be modified).
+
+        Resolved once per clock, scale and noise: NoiseLayerSchedule's logging (:meth:`current`) and
+        the batch's forward calls share the values.
+        """
+        key = (self.clock, self.scale * self.schedule_scale, self.noise)
+        cached = self._resolved
+        if cached is not None and cached[0] is key[0] and cached[1] == key[1] and cached[2] is key[2]:
+            return cached[3]
         self._check_clock()
-        return self.noise.resolve(self.clock, self.scale * self.schedule_scale)
+        params = self.noise.resolve(self.clock, key[1])
+        object.__setattr__(self, "_resolved", (*key, params))  # a plain value: skip nn.Module's checks
+        return params
 
     def _check_clock(self) -> None:
         if self.clock is None and any(not s.is_constant for s in self.schedules().values()):

@@ -164,8 +164,8 @@ class ActivationNoise(NoiseCallback):
                 f" `mask_key` ({mask_key!r}) and `pad_id` ({pad_id!r}) could not take effect; use"
                 " NEFTune(form='per_sample') to leave padding untouched, or drop them."
             )
-        # Filled at fit start: the hooked modules (name, module, pad id), and per batch the window.
-        self._targets: list[tuple[str, nn.Module, int | None]] = []
+        # Filled at fit start: the hooked modules and their hooks, and per batch the window.
+        self._targets: list[tuple[nn.Module, Any]] = []
         self._hooked: list[str] = []
         self._handles: list[RemovableHandle] = []
         self._window: _Window | None = None
@@ -246,7 +246,7 @@ class ActivationNoise(NoiseCallback):
                 " nn.Embedding modules, but none is hooked"
                 f" ({_some([n for n, _ in chosen])}); use `mask_key` for other modules."
             )
-        self._targets = [(n, m, self._pad_for(m)) for n, m in chosen]
+        self._targets = [(m, _forward_hook(self, n, self._pad_for(m))) for n, m in chosen]
         self._hooked = [n for n, _ in chosen]
 
     def _no_match(self, what: str, named: Sequence[tuple[str, nn.Module]]) -> None:
@@ -282,10 +282,8 @@ class ActivationNoise(NoiseCallback):
         if self._mask_path is not None:
             mask = read_mask(batch, self._mask_path, "ActivationNoise", self.mask_key) != 0
         self._window = _Window(self, trainer, batch_idx, params, mask)
-        window = self._window
         self._handles = [
-            module.register_forward_hook(window.hook_for(name, pad), with_kwargs=True)
-            for name, module, pad in self._targets
+            module.register_forward_hook(hook, with_kwargs=True) for module, hook in self._targets
         ]
 
     def _remove(self, *_: Any, **__: Any) -> None:
@@ -307,7 +305,9 @@ class ActivationNoise(NoiseCallback):
 
 
 class _Window:
-    """One training step's hooks: the resolved strengths, the mask and the generators."""
+    """One training step: the resolved strengths, the mask, the generators and the replay states."""
+
+    __slots__ = ("batch_idx", "generators", "mask", "noise", "owner", "params", "states", "trainer")
 
     def __init__(
         self,
@@ -318,6 +318,7 @@ class _Window:
         mask: Tensor | None,
     ) -> None:
         self.owner = owner
+        self.noise = owner.noise
         self.trainer = trainer
         self.batch_idx = batch_idx
         self.params = params
@@ -327,32 +328,53 @@ class _Window:
         # activation checkpointing re-runs during backward.
         self.states: dict[str, list[Tensor]] = {}
 
-    def hook_for(self, name: str, pad: int | None) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
-            # The ids an embedding was called with: `embedding(ids)` or `embedding(input=ids)`.
-            ids = args[0] if args else kwargs.get("input")
-            return self.apply(name, pad, (ids,) if isinstance(ids, Tensor) else (), output)
-
-        return hook
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        generator = self.generators.get(device)
-        if generator is None:
-            generator = self.generators[device] = self.owner._generator(device, self.trainer, self.batch_idx)
+    def new_generator(self, device: torch.device) -> torch.Generator:
+        """The step's generator on ``device``, seeded on first use (the hooked modules share it)."""
+        generator = self.generators[device] = self.owner._generator(device, self.trainer, self.batch_idx)
         return generator
 
-    def apply(self, name: str, pad: int | None, args: tuple[Any, ...], output: Any) -> Any:
+
+def _forward_hook(owner: ActivationNoise, name: str, pad: int | None) -> Any:
+    """The forward hook of the module ``name`` for a whole fit: it applies the open window's noise.
+
+    Built once at fit start and registered for each training step. A plain function, as a closure
+    over the callback: copying the model inside a step (``copy.deepcopy``) shares it, as it shares
+    any function, instead of copying the callback.
+    """
+    role = f"output of module {name!r}"
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+        window = owner._window
+        if window is None:  # a copy of the model made inside a step, called after it: no noise outside
+            return None
         x = output if isinstance(output, Tensor) else output[0] if isinstance(output, (tuple, list)) else None
         if not isinstance(x, Tensor):
             raise ConfigurationError(
                 f"ActivationNoise: module {name!r} returned a {type(output).__name__}; only tensor outputs"
                 " (or tuples whose first element is a tensor) can be noised. Hook a submodule instead."
             )
-        noise = self.owner.noise
-        noise.check(x, f"output of module {name!r}")
-        keep = self._keep(name, pad, args, x)
-        generator = self._generator(x.device)
-        states = self.states.setdefault(name, [])
+        noise = window.noise
+        noise.check(x, role)
+        keep = window.mask
+        if keep is not None and tuple(keep.shape) != tuple(x.shape[: keep.ndim]):
+            raise ConfigurationError(
+                f"ActivationNoise: the mask at `mask_key` {owner.mask_key!r} has shape"
+                f" {tuple(keep.shape)}, which is not the leading shape of the output of module"
+                f" {name!r} {tuple(x.shape)}; hook modules whose outputs are (batch, length, ...)."
+            )
+        if pad is not None:
+            # The ids an embedding was called with: `embedding(ids)` or `embedding(input=ids)`.
+            ids = args[0] if args else kwargs.get("input")
+            if not isinstance(ids, Tensor):
+                raise ConfigurationError(
+                    f"ActivationNoise: module {name!r} should have its padding (id {pad}) left alone, but"
+                    " it was called without an ids tensor to find it in; pass `mask_key`, or"
+                    " `pad_id=None`."
+                )
+            real = ids != pad
+            keep = real if keep is None else keep & real
+        generator = window.generators.get(x.device) or window.new_generator(x.device)
+        states = window.states.setdefault(name, [])
         if torch._C._current_graph_task_id() != -1:  # re-run inside backward: activation checkpointing
             if len(states) != 1:
                 raise ConfigurationError(
@@ -364,29 +386,14 @@ class _Window:
             generator.set_state(states[0])
         else:
             states.append(generator.get_state())
+        params = window.params
         noisy = (
-            noise.apply(x, self.params, generator)
+            noise.apply(x, params, generator)
             if keep is None
-            else noise.apply_where(x, self.params, generator, keep)
+            else noise.apply_where(x, params, generator, keep)
         )
-        if isinstance(output, Tensor):
+        if x is output:
             return noisy
         return type(output)([noisy, *output[1:]]) if isinstance(output, list) else (noisy, *output[1:])
 
-    def _keep(self, name: str, pad: int | None, args: tuple[Any, ...], x: Tensor) -> Tensor | None:
-        keep = self.mask
-        if keep is not None and tuple(keep.shape) != tuple(x.shape[: keep.ndim]):
-            raise ConfigurationError(
-                f"ActivationNoise: the mask at `mask_key` {self.owner.mask_key!r} has shape"
-                f" {tuple(keep.shape)}, which is not the leading shape of the output of module"
-                f" {name!r} {tuple(x.shape)}; hook modules whose outputs are (batch, length, ...)."
-            )
-        if pad is not None:
-            if not args:
-                raise ConfigurationError(
-                    f"ActivationNoise: module {name!r} should have its padding (id {pad}) left alone, but it"
-                    " was called without an ids tensor to find it in; pass `mask_key`, or `pad_id=None`."
-                )
-            real = args[0] != pad
-            keep = real if keep is None else keep & real
-        return keep
+    return hook
