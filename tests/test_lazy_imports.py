@@ -1,8 +1,9 @@
-"""The package namespace: pure-tensor modules load without Lightning; every public name resolves.
+"""The package namespace: every public name and submodule resolves, each loaded on first use.
 
-``lit_noise`` loads its callbacks, the mixup DataModule and the torchmetrics metrics on first use
-(PEP 562), so that ``import lit_noise.functional`` in a plain PyTorch loop costs torch alone. The
-first test runs in a fresh interpreter, where nothing was imported before.
+``lit_noise`` loads its public names and submodules on first use (PEP 562), so that
+``import lit_noise`` and composing a ``lit-noise-train`` job import neither torch nor Lightning,
+and ``import lit_noise.functional`` in a plain PyTorch loop costs torch alone. The tests that
+check imports run in fresh interpreters, where nothing was imported before.
 """
 
 from __future__ import annotations
@@ -44,38 +45,60 @@ def test_the_pure_tensor_modules_import_neither_lightning_nor_torchmetrics() -> 
     assert result.stdout.split() == ["[]", "True"]  # nothing heavy until a callback is read
 
 
-def test_composing_a_job_imports_no_lightning_until_it_runs(tmp_path: Path) -> None:
+def test_composing_a_job_imports_neither_torch_nor_lightning_until_it_runs(tmp_path: Path) -> None:
     """``lit-noise-train --cfg job``, ``--help`` and ``compose_job`` stay light; ``run`` loads it."""
     script = (
         "import sys\n"
         "from lit_noise.cli.train import compose_job, run\n"
         f"cfg = compose_job(['logger=none'], output_dir={str(tmp_path)!r})\n"
-        "print(cfg.trainer.max_epochs > 0, 'lightning' in sys.modules)\n"
+        "print(cfg.trainer.max_epochs > 0, 'torch' in sys.modules, 'lightning' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["True", "False"]
-    printed = subprocess.run(
-        [sys.executable, "-c", _CFG_JOB], capture_output=True, text=True, timeout=120, check=False
+    assert result.stdout.split() == ["True", "False", "False"]
+    for flag in ("--cfg", "--help"):
+        printed = subprocess.run(
+            [sys.executable, "-c", _SCRIPT_WITH.format(flag=flag)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert printed.returncode == 0, printed.stderr[-2000:]
+        assert printed.stdout.splitlines()[-1] == "False False", flag
+        assert ("trainer:" if flag == "--cfg" else "== Configuration groups ==") in printed.stdout
+
+
+#: ``lit-noise-train {flag} job`` in this interpreter, then whether torch and Lightning were imported.
+_SCRIPT_WITH = """
+import sys
+sys.argv = ['lit-noise-train', '{flag}'] + (['job'] if '{flag}' == '--cfg' else [])
+from lit_noise.cli.scripts import train
+try:
+    train()
+except SystemExit:
+    pass
+print('torch' in sys.modules, 'lightning' in sys.modules)
+"""
+
+
+def test_import_lit_noise_loads_no_torch_and_reaches_every_submodule() -> None:
+    script = (
+        "import sys\n"
+        "import lit_noise\n"
+        "print('torch' in sys.modules, lit_noise.__version__ != '')\n"
+        "print(lit_noise.ConfigurationError.__module__, 'torch' in sys.modules)\n"
+        "import pkgutil\n"
+        "names = [m.name for m in pkgutil.iter_modules(lit_noise.__path__) if m.name != 'conf']\n"
+        "print(all(getattr(lit_noise, n).__name__ == 'lit_noise.' + n for n in names), len(names) > 10)\n"
     )
-    assert printed.returncode == 0, printed.stderr[-2000:]
-    assert printed.stdout.splitlines()[-1] == "False"
-    assert "trainer:" in printed.stdout  # the composed config was printed
-
-
-#: ``lit-noise-train --cfg job`` in this interpreter, then whether Lightning was imported.
-_CFG_JOB = (
-    "import sys\n"
-    "sys.argv = ['lit-noise-train', '--cfg', 'job']\n"
-    "from lit_noise.cli.scripts import train\n"
-    "try:\n"
-    "    train()\n"
-    "except SystemExit:\n"
-    "    pass\n"
-    "print('lightning' in sys.modules)\n"
-)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True", "lit_noise.errors", "False", "True", "True"]
 
 
 @pytest.mark.parametrize("name", sorted(set(lit_noise.__all__) - {"__version__"}))

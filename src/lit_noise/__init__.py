@@ -6,56 +6,30 @@ What noise (:mod:`lit_noise.noise`), when and how much (:mod:`lit_noise.schedule
 """
 
 import importlib
+import importlib.util
 from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-from lit_noise._host_random import HostRandom
-from lit_noise.corruptions import corrupt
-from lit_noise.errors import ConfigurationError
-from lit_noise.layers import GaussianDropout, GaussianNoise
-from lit_noise.noise import (
-    SNR,
-    Gaussian,
-    LabelSmoothing,
-    Laplace,
-    Mask,
-    NEFTune,
-    Noise,
-    PairFlip,
-    SaltAndPepper,
-    Speckle,
-    SymmetricFlip,
-    TokenDrop,
-    TokenMask,
-    TokenSubstitute,
-    TransitionMatrix,
-    Uniform,
+# Every public name loads on first use (PEP 562), so `import lit_noise` imports neither torch nor
+# Lightning: `lit-noise-train --help` and `--cfg job` answer without them, and the pure-tensor
+# modules (`lit_noise.functional`, `.noise`, `.schedules` ...) import torch alone. A name comes from
+# the first of these modules that exports it, cheapest first (each later one imports the earlier
+# ones anyway), the first time it is read; a submodule (`lit_noise.metrics`) the first time it is.
+_LAZY_MODULES = (
+    "lit_noise.errors",
+    "lit_noise.soft_labels",
+    "lit_noise._host_random",
+    "lit_noise.schedules",
+    "lit_noise.noise",
+    "lit_noise.layers",
+    "lit_noise.corruptions",
+    "lit_noise.metrics",
+    "lit_noise.callbacks",
+    "lit_noise.data",
 )
-from lit_noise.schedules import (
-    AnnealedStd,
-    Clock,
-    Constant,
-    Cosine,
-    Cyclic,
-    Delay,
-    Exponential,
-    Interval,
-    InverseTime,
-    Linear,
-    Piecewise,
-    Product,
-    Schedule,
-    Step,
-)
-from lit_noise.soft_labels import SoftLabels, hard, soft
 
-# Lightning and torchmetrics load on first use (PEP 562): `import lit_noise.functional`, `.noise`,
-# `.schedules` and the other pure-tensor modules import neither. A public name not imported above
-# comes from the first of these modules that exports it, cheapest first (the callbacks import the
-# metrics anyway), the first time it is read.
-_LAZY_MODULES = ("lit_noise.metrics", "lit_noise.callbacks", "lit_noise.data")
-
-if TYPE_CHECKING:  # the lazily loaded names, for type checkers and readers
+if TYPE_CHECKING:  # the names, for type checkers and readers; loaded on first use at run time
+    from lit_noise._host_random import HostRandom
     from lit_noise.callbacks import (
         ActivationNoise,
         CalibrationMonitor,
@@ -69,7 +43,10 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and readers
         TemperatureScaling,
         WeightNoise,
     )
+    from lit_noise.corruptions import corrupt
     from lit_noise.data import MixupDataModule
+    from lit_noise.errors import ConfigurationError
+    from lit_noise.layers import GaussianDropout, GaussianNoise
     from lit_noise.metrics import (
         AdaptiveCalibrationError,
         BrierScore,
@@ -77,17 +54,55 @@ if TYPE_CHECKING:  # the lazily loaded names, for type checkers and readers
         NegativeLogLikelihood,
         ReliabilityDiagram,
     )
+    from lit_noise.noise import (
+        SNR,
+        Gaussian,
+        LabelSmoothing,
+        Laplace,
+        Mask,
+        NEFTune,
+        Noise,
+        PairFlip,
+        SaltAndPepper,
+        Speckle,
+        SymmetricFlip,
+        TokenDrop,
+        TokenMask,
+        TokenSubstitute,
+        TransitionMatrix,
+        Uniform,
+    )
+    from lit_noise.schedules import (
+        AnnealedStd,
+        Clock,
+        Constant,
+        Cosine,
+        Cyclic,
+        Delay,
+        Exponential,
+        Interval,
+        InverseTime,
+        Linear,
+        Piecewise,
+        Product,
+        Schedule,
+        Step,
+    )
+    from lit_noise.soft_labels import SoftLabels, hard, soft
 
 
 def __getattr__(name: str) -> Any:
-    """Load a public name of ``_LAZY_MODULES`` on first use; later reads find it in the module."""
+    """Load a public name or a submodule on first use; later reads find it in the module."""
+    value: Any
     if name in __all__:
         for module_name in _LAZY_MODULES:
             module = importlib.import_module(module_name)
             if name in module.__all__:
-                value = getattr(module, name)
-                globals()[name] = value
+                value = globals()[name] = getattr(module, name)
                 return value
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # the import binds it here too
+        return value
     raise AttributeError(f"module 'lit_noise' has no attribute {name!r}")
 
 
