@@ -27,6 +27,15 @@ PURE_TENSOR_MODULES = [
 ]
 
 
+def fresh_python(script: str, timeout: int = 120) -> str:
+    """The standard output of ``script`` run in a fresh interpreter (which must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def test_the_pure_tensor_modules_import_neither_lightning_nor_torchmetrics() -> None:
     script = (
         "import sys\n"
@@ -38,11 +47,7 @@ def test_the_pure_tensor_modules_import_neither_lightning_nor_torchmetrics() -> 
         "lit_noise.InputNoise\n"
         "print('lightning' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["[]", "True"]  # nothing heavy until a callback is read
+    assert fresh_python(script).split() == ["[]", "True"]  # nothing heavy until a callback is read
 
 
 def test_composing_a_job_imports_neither_torch_nor_lightning_until_it_runs(tmp_path: Path) -> None:
@@ -53,22 +58,11 @@ def test_composing_a_job_imports_neither_torch_nor_lightning_until_it_runs(tmp_p
         f"cfg = compose_job(['logger=none'], output_dir={str(tmp_path)!r})\n"
         "print(cfg.trainer.max_epochs > 0, 'torch' in sys.modules, 'lightning' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["True", "False", "False"]
+    assert fresh_python(script).split() == ["True", "False", "False"]
     for flag in ("--cfg", "--help"):
-        printed = subprocess.run(
-            [sys.executable, "-c", _SCRIPT_WITH.format(flag=flag)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert printed.returncode == 0, printed.stderr[-2000:]
-        assert printed.stdout.splitlines()[-1] == "False False", flag
-        assert ("trainer:" if flag == "--cfg" else "== Configuration groups ==") in printed.stdout
+        printed = fresh_python(_SCRIPT_WITH.format(flag=flag))
+        assert printed.splitlines()[-1] == "False False", flag
+        assert ("trainer:" if flag == "--cfg" else "== Configuration groups ==") in printed
 
 
 #: ``lit-noise-train {flag} job`` in this interpreter, then whether torch and Lightning were imported.
@@ -94,11 +88,7 @@ def test_import_lit_noise_loads_no_torch_and_reaches_every_submodule() -> None:
         "names = [m.name for m in pkgutil.iter_modules(lit_noise.__path__) if m.name != 'conf']\n"
         "print(all(getattr(lit_noise, n).__name__ == 'lit_noise.' + n for n in names), len(names) > 10)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["False", "True", "lit_noise.errors", "False", "True", "True"]
+    assert fresh_python(script).split() == ["False", "True", "lit_noise.errors", "False", "True", "True"]
 
 
 @pytest.mark.parametrize("name", sorted(set(lit_noise.__all__) - {"__version__"}))
@@ -145,10 +135,6 @@ print("\\n".join(failed))
 
 def test_every_module_imports_first_without_an_import_cycle() -> None:
     """No order of first imports meets a cycle (``import lit_noise.data`` used to be one)."""
-    result = subprocess.run(
-        [sys.executable, "-c", _EACH_MODULE_FIRST], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    count, *failed = result.stdout.strip().splitlines()
+    count, *failed = fresh_python(_EACH_MODULE_FIRST, timeout=300).strip().splitlines()
     assert int(count) > 50  # every module of the package was tried
     assert failed == []
