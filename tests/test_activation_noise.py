@@ -6,6 +6,7 @@ import copy
 import csv
 import math
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,27 +132,75 @@ def test_hooks_are_present_only_during_training_steps(gaussian_run: Any) -> None
     assert callback.hooked == ["embedding"]
 
 
-class CopiesInStep(Recorder):
-    """Deep-copies its embedding inside each training step (as an EMA or a teacher might)."""
+class WithTeacher(Recorder):
+    """Deep-copies its embedding in its first training step and, with ``teach``, calls the copy in
+    every later step before its own forward (as a mean teacher or an EMA model does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, teach: bool) -> None:
         super().__init__()
+        self.teach = teach
         self.copies: list[nn.Module] = []
+        self.teacher_noise: list[Tensor] = []
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        self.copies.append(copy.deepcopy(self.embedding))
+        if not self.copies:
+            self.copies.append(copy.deepcopy(self.embedding))  # in a list: not a submodule
+        elif self.teach:
+            teacher, ids = self.copies[0], batch["input_ids"]
+            with torch.no_grad():
+                self.teacher_noise.append(teacher(ids) - F.embedding(ids, teacher.weight, padding_idx=0))
         return super().training_step(batch, batch_idx)
 
 
-def test_a_copy_made_inside_a_step_gets_no_noise_after_it() -> None:
-    callback = ActivationNoise("embedding", Gaussian(std=STD), pad_id=None, seed=0)
-    model = fit(callback, CopiesInStep(), limit_train_batches=2, limit_val_batches=0)
+def test_a_copy_of_a_hooked_module_gets_no_noise_and_leaves_the_originals_alone() -> None:
+    runs = []
+    for teach in (False, True):
+        torch.manual_seed(0)
+        callback = ActivationNoise("embedding", Gaussian(std=STD), pad_id=None, seed=0)
+        runs.append(fit(callback, WithTeacher(teach), limit_train_batches=3, limit_val_batches=0))
+        assert callback._window is None
+    alone, taught = runs
+    (teacher,) = taught.copies
+    assert len(teacher._forward_hooks) == 1  # the step's hook came along with the copy ...
+    assert len(taught.teacher_noise) == 2
+    assert all(torch.equal(noise, torch.zeros_like(noise)) for noise in taught.teacher_noise)  # ... idle
+    # The original drew the same noise as without the teacher's calls (same stream, same states).
+    assert all(torch.equal(a, b) for a, b in zip(alone.noise, taught.noise, strict=True))
     ids = torch.tensor([[3, 4, 5]])
-    for copied in model.copies:
-        assert len(copied._forward_hooks) == 1  # the step's hook came along with the copy
-        clean = F.embedding(ids, copied.weight, padding_idx=0)
-        assert torch.equal(copied(ids), clean)  # ... but outside a training step it adds nothing
-    assert callback._window is None
+    assert torch.equal(teacher(ids), F.embedding(ids, teacher.weight, padding_idx=0))  # and after fit
+
+
+def test_a_copy_called_inside_a_checkpointed_step_is_not_a_second_call_to_replay() -> None:
+    class CheckpointedWithTeacher(WithTeacher):
+        def __init__(self) -> None:
+            super().__init__(teach=True)
+            self.checkpointed = True
+
+    model = CheckpointedWithTeacher()
+    fit(ActivationNoise("embedding", Gaussian(std=STD), pad_id=None, seed=0), model, limit_train_batches=2)
+    assert len(model.teacher_noise) == 1
+
+
+class PicklesTheCallback(pl.Callback):
+    def __init__(self, noise: ActivationNoise) -> None:
+        self.noise = noise
+        self.copies: list[ActivationNoise] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.copies.append(pickle.loads(pickle.dumps(self.noise)))
+
+
+def test_the_callback_pickles_during_a_fit_and_the_copy_trains() -> None:
+    noise = ActivationNoise("embedding", Gaussian(std=STD), pad_id=None, seed=0)
+    grab = PicklesTheCallback(noise)
+    quiet_trainer(callbacks=[noise, grab], max_epochs=1, limit_train_batches=2, limit_val_batches=0).fit(
+        Recorder(), TokenDataModule()
+    )
+    (copied,) = grab.copies
+    assert copied.hooked == ["embedding"]
+    assert copied.seed == 0
+    model = fit(copied, limit_train_batches=1)  # the copy hooks a new model at its own fit start
+    assert abs(model.noise[0].std().item() / STD - 1) < 0.05
 
 
 def test_gaussian_noise_statistics_on_real_tokens(gaussian_run: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,14 @@ def test_the_strength_follows_scale_clock_and_noise_changes_between_forwards() -
     reported["std"] = 100.0  # the caller's copy: the layer's values stay
     assert layer.current() == {"std": pytest.approx(0.05), "mean": 0.0}
     assert drawn_std() == pytest.approx(0.05, rel=0.02)
+
+
+def test_a_layer_pickled_before_the_strength_cache_loads_and_works() -> None:
+    layer = pickle.loads(pickle.dumps(GaussianNoise(std=0.5)))
+    layer.__dict__.pop("_resolved", None)  # as a layer pickled by 0.5.0 comes back
+    assert layer.current() == {"std": 0.5, "mean": 0.0}
+    assert float(layer.train()(torch.zeros(100_000)).std()) == pytest.approx(0.5, rel=0.02)
+    assert "_resolved" not in layer.state_dict()
 
 
 def test_gradients_flow_through_the_noise() -> None:

@@ -8,6 +8,7 @@ check imports run in fresh interpreters, where nothing was imported before.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -112,6 +113,39 @@ def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
     with pytest.raises(AttributeError, match=r"module 'lit_noise' has no attribute 'InputNoize'"):
         lit_noise.InputNoize  # noqa: B018
     assert not hasattr(lit_noise, "InputNoize")
+
+
+def test_a_name_that_is_no_submodule_or_a_broken_submodule_is_an_attribute_error(tmp_path: Path) -> None:
+    assert not hasattr(lit_noise, "a.b")
+    assert not hasattr(lit_noise, ".")
+    (tmp_path / "broken_for_the_test.py").write_text("raise ImportError('needs a package not installed')\n")
+    lit_noise.__path__.append(str(tmp_path))
+    try:
+        assert not hasattr(lit_noise, "broken_for_the_test")
+        with pytest.raises(AttributeError, match=r"importing lit_noise\.broken_for_the_test failed") as info:
+            lit_noise.broken_for_the_test  # noqa: B018
+        assert isinstance(info.value.__cause__, ImportError)
+    finally:
+        lit_noise.__path__.remove(str(tmp_path))
+        sys.modules.pop("lit_noise.broken_for_the_test", None)
+
+
+def test_each_public_name_has_one_home_and_the_type_checking_imports_list_them_all() -> None:
+    homes = {
+        name: [m for m in lit_noise._LAZY_MODULES if name in importlib.import_module(m).__all__]
+        for name in set(lit_noise.__all__) - {"__version__"}
+    }
+    assert {name: where for name, where in homes.items() if len(where) != 1} == {}
+    tree = ast.parse(Path(lit_noise.__file__).read_text())
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    imported = {
+        (alias.name, node.module)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {name for name, _ in imported} == set(homes)
+    assert all(homes[name] == [module] for name, module in imported)
 
 
 #: Imports each module of the package first, into an interpreter where no lit_noise module is loaded.

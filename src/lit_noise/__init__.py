@@ -100,9 +100,15 @@ def __getattr__(name: str) -> Any:
             if name in module.__all__:
                 value = globals()[name] = getattr(module, name)
                 return value
-    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # the import binds it here too
-        return value
+    if name.isidentifier() and not name.startswith("__"):
+        try:
+            if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+                value = importlib.import_module(f"{__name__}.{name}")  # the import binds it here too
+                return value
+        except ImportError as err:  # `hasattr` stays False; the cause is chained
+            raise AttributeError(
+                f"module 'lit_noise' has no attribute {name!r}: importing lit_noise.{name} failed ({err})"
+            ) from err
     raise AttributeError(f"module 'lit_noise' has no attribute {name!r}")
 
 

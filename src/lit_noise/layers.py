@@ -51,6 +51,10 @@ class NoiseLayer(nn.Module):
         (True, True)
     """
 
+    # The strengths of the last (clock, scale, noise), see _noise_params; a class default, so that a
+    # layer pickled before the cache existed loads with it too.
+    _resolved: tuple[Clock | None, float, Noise, dict[str, float]] | None = None
+
     def __init__(self, noise: Noise, scale: float = 1.0) -> None:
         super().__init__()
         self.noise = noise
@@ -58,7 +62,6 @@ class NoiseLayer(nn.Module):
         self.clock: Clock | None = None
         self.generator: torch.Generator | None = None
         self.schedule_scale = 1.0
-        self._resolved: tuple[Clock | None, float, Noise, dict[str, float]] | None = None
 
     def _set_batch_state(self, clock: Clock, schedule_scale: float, generator: torch.Generator) -> None:
         """Set ``clock``, ``schedule_scale`` and ``generator`` for the next training batch.

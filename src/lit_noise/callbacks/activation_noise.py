@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, Union
 
@@ -63,8 +64,10 @@ class ActivationNoise(NoiseCallback):
     predict never see them and no hook is left on the model after ``fit``, also when ``fit``
     raises. Each hooked output (a tensor, or the first element of a tuple output such as an RNN's
     or ``nn.MultiheadAttention``'s) is replaced by ``noise``'s noisy copy; ``training_step`` and
-    backward run through it. The strengths (parameters that are numbers or schedules, times
-    ``scale``) are logged as ``noise/<name>/<param>`` at the trainer's logging interval.
+    backward run through it. A copy of a hooked module (an EMA model or a teacher made with
+    ``copy.deepcopy`` during the fit) gets no noise. The strengths (parameters that are numbers or
+    schedules, times ``scale``) are logged as ``noise/<name>/<param>`` at the trainer's logging
+    interval.
 
     Randomness is counter-based: one generator per training batch and device, seeded from (seed,
     name, epoch, batch index, rank), from which the hooked modules draw in call order, so the same
@@ -246,7 +249,7 @@ class ActivationNoise(NoiseCallback):
                 " nn.Embedding modules, but none is hooked"
                 f" ({_some([n for n, _ in chosen])}); use `mask_key` for other modules."
             )
-        self._targets = [(m, _forward_hook(self, n, self._pad_for(m))) for n, m in chosen]
+        self._targets = [(m, _forward_hook(self, n, m, self._pad_for(m))) for n, m in chosen]
         self._hooked = [n for n, _ in chosen]
 
     def _no_match(self, what: str, named: Sequence[tuple[str, nn.Module]]) -> None:
@@ -297,6 +300,15 @@ class ActivationNoise(NoiseCallback):
     # end of training and on an exception. One method serves all these hooks.
     on_train_batch_end = on_train_epoch_end = on_validation_start = on_train_end = on_exception = _remove
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The callback's state without its per-fit hooks, so that it pickles at any time.
+
+        The hooks are closures, rebuilt at every fit start.
+        """
+        state = self.__dict__.copy()
+        state["_targets"] = []
+        return state
+
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._remove()
@@ -334,18 +346,20 @@ class _Window:
         return generator
 
 
-def _forward_hook(owner: ActivationNoise, name: str, pad: int | None) -> Any:
-    """The forward hook of the module ``name`` for a whole fit: it applies the open window's noise.
+def _forward_hook(owner: ActivationNoise, name: str, module: nn.Module, pad: int | None) -> Any:
+    """The forward hook of ``module`` (named ``name``) for a whole fit: the open window's noise.
 
     Built once at fit start and registered for each training step. A plain function, as a closure
-    over the callback: copying the model inside a step (``copy.deepcopy``) shares it, as it shares
-    any function, instead of copying the callback.
+    over the callback: copying the model inside a step (``copy.deepcopy``, as an EMA or a teacher
+    does) shares it, as it shares any function, instead of copying the callback; the copy's
+    modules then call it too, and get no noise: it noises the module it was built for only.
     """
     role = f"output of module {name!r}"
+    target = weakref.ref(module)  # no reference that keeps the model alive after fit
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
         window = owner._window
-        if window is None:  # a copy of the model made inside a step, called after it: no noise outside
+        if module is not target() or window is None:  # a copy of the module, or outside a step
             return None
         x = output if isinstance(output, Tensor) else output[0] if isinstance(output, (tuple, list)) else None
         if not isinstance(x, Tensor):
