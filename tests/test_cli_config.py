@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 import lit_noise
@@ -27,6 +27,7 @@ from lit_noise.examples import (
     TokenClassifier,
     TokenDataModule,
 )
+from lit_noise.loggers import CSVLogger
 
 GROUPS = {
     "data": ["custom", "digits", "shapes", "tokens"],
