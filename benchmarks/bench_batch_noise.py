@@ -12,13 +12,9 @@ on the input, the flip's or smoothing's operations on the labels, written into a
 list), with torch's global generator, without reseeding, checks or logging. The "seeded floor"
 adds what counter-based seeding costs (hash the counters, ``Generator.manual_seed``) for each
 source that draws (two with the flip, one with smoothing, which draws nothing): the least that
-noise which is reproducible, resumable and independent of the data-loader workers costs. The
-smoothing floor is the smoothing a hand-written hook does (``full`` + ``scatter_``); ours gathers
-each label's row from a cached table with padding labels mapped to a zero row (``eq`` +
-``masked_fill`` + ``index_select``). Where the target is missed, the profile splits the
-difference: the reseed, the padding handling (the flip's ignore_index check, smoothing's table
-rows against the floor's ``full`` + ``scatter_``), the ``SoftLabels`` wrapper and the remaining
-Python of each hook.
+noise which is reproducible, resumable and independent of the data-loader workers costs. Where the
+target is missed, the profile splits the difference: the reseed, the ignore_index check, the
+``SoftLabels`` wrapper and the remaining Python of each hook.
 
 Part 2 times whole training steps (DigitsDataModule, batch 64) of the MLP example (and the CNN, as
 information): one fit per backbone whose consecutive steps take turns between three variants, no
@@ -110,7 +106,7 @@ def bench_hook(number: int, repeats: int) -> None:
         offset.masked_fill_(torch.rand_like(y, dtype=torch.float32) >= FLIP_P, 0)
         batch[1] = offset.add_(y).remainder_(NUM_CLASSES)
 
-    def floor_smooth() -> None:  # randn_like + add; smoothing as a hand-written hook does it
+    def floor_smooth() -> None:  # randn_like + add; the operations of functional.smooth_one_hot
         batch, _ = [x, y], next(counter) % 1000
         batch[0] = torch.add(x, torch.randn_like(x), alpha=STD)
         batch[1] = torch.full((64, NUM_CLASSES), off).scatter_(1, y.unsqueeze(1), on)
@@ -131,9 +127,6 @@ def bench_hook(number: int, repeats: int) -> None:
         batch[1] = torch.full((64, NUM_CLASSES), off).scatter_(1, y.unsqueeze(1), on)
 
     soft = torch.full((64, NUM_CLASSES), off)
-    rows = torch.full((NUM_CLASSES + 1, NUM_CLASSES), off)  # smooth_one_hot's cached table
-    rows[:NUM_CLASSES].fill_diagonal_(on)
-    rows[NUM_CLASSES].zero_()
     saved_state = g_target.get_state()  # for the set_state case (the seeded cases reseed first)
     cases: dict[str, Callable[[], object]] = {
         "hooks flip": hooks(flip, trainers[0]),  # type: ignore[arg-type]
@@ -145,12 +138,6 @@ def bench_hook(number: int, repeats: int) -> None:
         # the parts of the difference, for the profile
         "reseed (mix_seed + manual_seed)": lambda: g_input.manual_seed(mix_seed(12345 + next(counter))),
         "ignore_index check": lambda: _ignore_mask(y, -100),
-        "smoothing ops, floor (full + scatter_)": lambda: torch.full((64, NUM_CLASSES), off).scatter_(
-            1, y.unsqueeze(1), on
-        ),
-        "smoothing ops, ours (table rows)": lambda: rows.index_select(
-            0, y.masked_fill(y == -100, NUM_CLASSES)
-        ),
         "SoftLabels wrapper": lambda: SoftLabels._wrap(soft, y),
         # cheaper reseeds that were considered (the profile's last lines)
         "Generator.set_state (a saved state)": lambda: g_target.set_state(saved_state),
@@ -182,41 +169,31 @@ def bench_hook(number: int, repeats: int) -> None:
             SECTION,
         )
     print("  Profile (where the hooks' time over the floor goes):")
-    # Padding labels (ignore_index) must come out as they went in: the flip checks for them (min +
-    # item, on the CPU); smoothing maps them to the zero row of its table, whose gather replaces
-    # the floor's full + scatter_.
-    padding = {
-        "flip": ("ignore_index check (min + item)", us["ignore_index check"]),
-        "smooth": (
-            "table rows instead of full + scatter_",
-            us["smoothing ops, ours (table rows)"] - us["smoothing ops, floor (full + scatter_)"],
-        ),
-    }
     for noise, reseeds, wrapper in (("flip", 2, 0.0), ("smooth", 1, us["SoftLabels wrapper"])):
         over = us[f"hooks {noise}"] - us[f"floor {noise}"]
         reseed = reseeds * us["reseed (mix_seed + manual_seed)"]
-        what, cost = padding[noise]
-        glue = over - reseed - cost - wrapper
+        ignore = us["ignore_index check"]
+        glue = over - reseed - ignore - wrapper
         print(
             f"    {noise:6s}: {over:5.2f} us over the floor ({over / us[f'floor {noise}']:.0%}) ="
-            f" reseeds {reseed:.2f} + {what} {cost:+.2f} + SoftLabels wrapper {wrapper:.2f}"
-            f" + Python of the two hooks {glue:.2f} us"
+            f" reseeds {reseed:.2f} + ignore_index check (min + item) {ignore:.2f}"
+            f" + SoftLabels wrapper {wrapper:.2f} + Python of the two hooks {glue:.2f} us"
         )
     # The least any hook can cost: the floor's ops, one reseed per drawing source (with the mt19937
-    # refill its first draw makes, as the seeded floor measures it) and the padding handling that
-    # the noise's contract requires.
+    # refill its first draw makes, as the seeded floor measures it) and the check that keeps padding
+    # labels (ignore_index) unflipped, which the noise's contract requires.
     for noise, label in (("flip", "SymmetricFlip"), ("smooth", "LabelSmoothing")):
-        least = us[f"seeded {noise}"] + padding[noise][1]
+        least = us[f"seeded {noise}"] + us["ignore_index check"]
         print(
             f"    {label}: seeded floor / floor {us[f'seeded {noise}'] / us[f'floor {noise}']:.2f}x;"
-            f" + the padding handling {least / us[f'floor {noise}']:.2f}x (the least a reproducible,"
+            f" + the ignore_index check {least / us[f'floor {noise}']:.2f}x (the least a reproducible,"
             f" padding-safe hook costs; target {HOOK_TARGET}x)"
         )
     if missed:
         print(
             "  The reseed is Generator.manual_seed (mt19937 initialises 624 words, and the first draw"
             " refills them) and one splitmix64 round; the aten ops are the floor's plus the"
-            " padding handling (part 3). Cheaper reseeds measured:"
+            " ignore_index check (part 3). Cheaper reseeds measured:"
             f" set_state of a saved state {us['Generator.set_state (a saved state)']:.2f} us (but a new"
             " seed's state must be computed: that is manual_seed), a NumPy Philox generator per batch"
             f" {us['NumPy Philox generator (one per batch)']:.2f} us; torch's CPU generator has no"
@@ -399,10 +376,6 @@ def bench_ops() -> None:
             x = torch.rand(size, features)
             y = torch.randint(0, NUM_CLASSES, (size,))
             batch: Any = {"x": x, "y": y} if isinstance(callbacks[0].key, str) else [x, y]
-            for cb in callbacks:  # a batch before: what is built once (smoothing's table) is not counted
-                cb.on_train_batch_start(
-                    trainer, module, dict(batch) if isinstance(batch, dict) else [x, y], 2
-                )
             with AtenOps() as counter:
                 for cb in callbacks:
                     cb.on_train_batch_start(trainer, module, batch, 3)

@@ -1,7 +1,8 @@
-"""lit_noise.loggers.CSVLogger: Lightning's files, hparams.yaml written once per change."""
+"""lit_noise.loggers.CSVLogger: Lightning's files after every call, fewer rewrites of hparams.yaml."""
 
 from __future__ import annotations
 
+from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,36 @@ from lit_noise import loggers as ln_loggers
 from lit_noise.examples import Classifier, DigitsDataModule
 
 #: What a lit-noise-train job logs, in order: its config, then fit's, the noise settings',
-#: validate's and test's calls (the module's hyperparameters again), each followed by a save.
-JOB_CALLS: list[dict[str, Any] | None] = [
+#: validate's and test's calls (the module's hyperparameters again).
+JOB_CALLS: list[dict[str, Any]] = [
     {"model/backbone": "mlp", "model/lr": 0.01, "trainer/max_epochs": 3, "tags": ["a", "b"]},
     {"backbone": "mlp", "lr": 0.01},
     {"lit_noise/input/callback": "InputNoise", "lit_noise/input/std": 0.1},
     {"backbone": "mlp", "lr": 0.01},
     {"backbone": "mlp", "lr": 0.01},
 ]
+MUTABLE = [1, 2]
+#: Calls whose files must match Lightning's after each one: changes of type only, a mutated
+#: object logged again, a Namespace, nothing at all, signed zeros, NaN and tensors.
+TRICKY_CALLS: list[Any] = [
+    None,
+    {"x": [1], "k": {"a": 1}, "z": 0.0, "n": float("nan")},
+    {"x": [1.0]},
+    {"k": {"a": True}},
+    {"z": -0.0},
+    {"n": float("nan")},
+    {"list": MUTABLE},
+    "mutate",
+    {"list": MUTABLE},
+    Namespace(lr=0.5, name="ns"),
+    {},
+    {"t": torch.tensor([1, 2])},  # last: a tensor's bytes differ at every write, Lightning's too
+    {"t": torch.tensor([1.0, 2.0])},
+]
 
 
 def _writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every hparams.yaml write, by either logger (both call Lightning's save_hparams_to_yaml)."""
+    """Every hparams.yaml write, by either logger (both go through Lightning's writer)."""
     written: list[str] = []
     original = saving.save_hparams_to_yaml
 
@@ -36,38 +55,49 @@ def _writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         written.append(str(path))
         original(path, hparams, *args, **kwargs)
 
-    monkeypatch.setattr(ln_loggers, "save_hparams_to_yaml", counted)
     monkeypatch.setattr(pl_loggers.csv_logs, "save_hparams_to_yaml", counted)
     return written
 
 
-def test_the_same_file_as_lightnings_written_once_per_change(
+def _pair(root: Path) -> tuple[ln_loggers.CSVLogger, pl_loggers.CSVLogger]:
+    return ln_loggers.CSVLogger(root, name="ours", version=0), pl_loggers.CSVLogger(
+        root, name="pl", version=0
+    )
+
+
+def _text(logger: pl_loggers.CSVLogger) -> str:
+    return (Path(logger.log_dir) / "hparams.yaml").read_text()
+
+
+def test_a_jobs_calls_give_lightnings_file_in_three_writes_instead_of_five(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written = _writes(monkeypatch)
-    ours = ln_loggers.CSVLogger(tmp_path, name="ours", version=0)
-    lightnings = pl_loggers.CSVLogger(tmp_path, name="lightning", version=0)
-    for logger in (ours, lightnings):
-        for params in JOB_CALLS:
+    ours, lightnings = _pair(tmp_path)
+    for params in JOB_CALLS:
+        for logger in (ours, lightnings):
+            logger.log_hyperparams(params)  # written at once, as Lightning's: no save() needed
+        assert _text(ours) == _text(lightnings)
+    assert "lr: 0.01" in _text(ours)
+    assert written.count(str(Path(ours.log_dir) / "hparams.yaml")) == 3  # the calls with something new
+    assert written.count(str(Path(lightnings.log_dir) / "hparams.yaml")) == 5  # every call
+
+
+def test_after_every_call_the_file_is_lightnings(tmp_path: Path) -> None:
+    ours, lightnings = _pair(tmp_path)
+    for params in TRICKY_CALLS:
+        if params == "mutate":
+            MUTABLE.append(3)  # the object logged before, changed in place
+            continue
+        before = _text(ours) if params is not None else ""
+        for logger in (ours, lightnings):
             logger.log_hyperparams(params)
-            logger.save()
-    ours_file, lightning_file = (Path(lg.log_dir) / "hparams.yaml" for lg in (ours, lightnings))
-    assert ours_file.read_text() == lightning_file.read_text()
-    assert "lr: 0.01" in ours_file.read_text()
-    assert written.count(str(ours_file)) == 3  # the three calls that brought something new
-    assert written.count(str(lightning_file)) == 5  # every call
-    ours.log_hyperparams({"lr": 0.02})  # a changed value is a change
-    ours.finalize("success")
-    assert saving.load_hparams_from_yaml(str(ours_file))["lr"] == 0.02
-
-
-def test_values_that_cannot_be_compared_count_as_changed(tmp_path: Path) -> None:
-    logger = ln_loggers.CSVLogger(tmp_path, name="run")
-    logger.log_hyperparams({"weights": torch.ones(3)})
-    logger.save()
-    logger.log_hyperparams({"weights": torch.zeros(3)})  # `==` of two tensors is no bool
-    assert logger._hparams_changed
-    logger.log_hyperparams(None)  # nothing: no change either
+        if isinstance(params, dict) and any(isinstance(v, torch.Tensor) for v in params.values()):
+            # a tensor's pickled bytes differ from one write to the next, in Lightning's file too
+            assert _text(ours) != before, params  # rewritten: a tensor is always new
+        else:
+            assert _text(ours) == _text(lightnings), params
+    assert "list:\n- 1\n- 2\n- 3\n" in _text(ours)  # the mutated list, logged again, was written
 
 
 class _Boom(pl.Callback):
@@ -76,7 +106,7 @@ class _Boom(pl.Callback):
         raise RuntimeError("boom")
 
 
-def test_a_fit_writes_what_lightnings_writes_and_a_failed_fit_keeps_the_last_change(tmp_path: Path) -> None:
+def test_a_fit_writes_what_lightnings_writes_also_when_it_fails(tmp_path: Path) -> None:
     files = {}
     for kind, logger_class in (("ours", ln_loggers.CSVLogger), ("lightning", pl_loggers.CSVLogger)):
         pl.seed_everything(0, verbose=False)

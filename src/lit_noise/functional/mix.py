@@ -41,7 +41,6 @@ from torch import Tensor
 
 from lit_noise._host_random import HostRandom
 from lit_noise.errors import ConfigurationError
-from lit_noise.functional._constants import constant
 from lit_noise.functional.targets import label_smoothing
 from lit_noise.soft_labels import soft
 
@@ -70,13 +69,27 @@ BoxesLike = Union[Tensor, Sequence[int]]
 MixMode = Literal["batch", "pair", "elem"]
 MIX_MODES: tuple[str, ...] = get_args(MixMode)
 
+# Small constant tensors reused by every batch (extents, coordinate ranges, Beta concentrations),
+# keyed by what they hold and their device. Never modified in place.
+_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
 _CPU = torch.device("cpu")
+
+
+def _constant(key: tuple[Any, ...], device: torch.device, make: Any) -> Tensor:
+    """The cached tensor for ``(key, device)``, built by ``make(device)`` on first use."""
+    full_key = (*key, device)
+    value = _CONSTANTS.get(full_key)
+    if value is None:
+        if len(_CONSTANTS) > 256:  # bounded: a few entries per image size and setting in practice
+            _CONSTANTS.clear()
+        value = _CONSTANTS[full_key] = make(device)
+    return value
 
 
 def _extent(height: int, width: int, device: torch.device, dims: int) -> Tensor:
     """``[height, width]`` as float64, shaped ``(2,) + (1,) * dims``."""
     shape = (2,) + (1,) * dims
-    return constant(
+    return _constant(
         ("extent", height, width, dims),
         device,
         lambda d: torch.tensor([height, width], dtype=torch.float64, device=d).view(shape),
@@ -122,7 +135,7 @@ def _beta(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
 
 def _beta_full(draws: int, alpha: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """``draws`` Beta(alpha, alpha) draws, as :func:`_beta` of ``draws`` equal alphas."""
-    concentration = constant(
+    concentration = _constant(
         ("concentration", draws, float(alpha)),
         device,
         lambda d: torch.full((draws, 2), float(alpha), dtype=torch.float64, device=d),
@@ -161,7 +174,7 @@ def _permutation_partners(
     perm = torch.randperm(batch_size, generator=generator, device=device)
     # index[perm[k]] = perm[following[k]]: a gather by a cached position table, then one
     # out-of-place index_copy that writes every entry (cheaper on the host than roll + empty + copy).
-    positions = constant(
+    positions = _constant(
         ("partners", batch_size, pairs), perm.device, lambda d: _positions(batch_size, pairs, d)
     )
     following = perm.index_select(0, positions)
@@ -221,7 +234,7 @@ def _box_corners(lam: Tensor, u: Tensor, height: int, width: int, minmax: Sequen
         # floor(sizes / 2) of an integer-valued float64 is exact, as floor(sizes * 0.5) was.
         start = (u[:2] * extent).floor_().sub_(sizes.div(2.0, rounding_mode="floor"))
         # One clip of both corners to [0, extent]: start < extent and start + sizes >= 0 always.
-        zero = constant(("zero",), lam.device, lambda d: torch.zeros((), dtype=torch.float64, device=d))
+        zero = _constant(("zero",), lam.device, lambda d: torch.zeros((), dtype=torch.float64, device=d))
         return torch.stack((start, start + sizes), dim=1).clamp_(
             min=zero, max=_extent(height, width, lam.device, lam.ndim + 1)
         )
@@ -296,8 +309,8 @@ def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
 
 def _box_ranges(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     """Boolean indicators ``(..., H)`` and ``(..., W)`` of each box's rows and columns."""
-    rows = constant(("arange", height), boxes.device, lambda d: torch.arange(height, device=d))
-    cols = constant(("arange", width), boxes.device, lambda d: torch.arange(width, device=d))
+    rows = _constant(("arange", height), boxes.device, lambda d: torch.arange(height, device=d))
+    cols = _constant(("arange", width), boxes.device, lambda d: torch.arange(width, device=d))
     in_rows = (rows >= boxes[..., 0:1]) & (rows < boxes[..., 1:2])
     in_cols = (cols >= boxes[..., 2:3]) & (cols < boxes[..., 3:4])
     return in_rows, in_cols
@@ -315,7 +328,7 @@ def _box_lines(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tu
         in_rows, in_cols = _box_ranges(boxes, height, width)
         return in_rows.to(dtype), in_cols.to(dtype)
     size = max(height, width)
-    steps = constant(("steps", size, dtype), boxes.device, lambda d: _steps(size, dtype, d))
+    steps = _constant(("steps", size, dtype), boxes.device, lambda d: _steps(size, dtype, d))
     ends = steps.index_select(0, boxes.clamp(0, size).reshape(-1).long()).view(-1, 2, 2, size)
     lines = torch.sub(ends[:, :, 0], ends[:, :, 1]).clamp_(min=0.0)
     return lines[:, 0, :height], lines[:, 1, :width]
@@ -545,7 +558,7 @@ def _own_weights(x: Tensor, lam: Tensor, use_cutmix: Tensor | None, corners: Ten
     """
     height, width = x.shape[-2], x.shape[-1]
     size = max(height, width)
-    steps = constant(("steps", size, x.dtype), x.device, lambda d: _steps(size, x.dtype, d))
+    steps = _constant(("steps", size, x.dtype), x.device, lambda d: _steps(size, x.dtype, d))
     low, high = steps.index_select(0, corners.view(-1).long()).view(2, 2, -1, size).unbind(1)
     in_rows, in_cols = torch.sub(low, high).unbind(0)  # (B, L) each, 0/1
     if height < size:
@@ -731,7 +744,7 @@ def _draw(
         if cut_alpha == mixup_alpha:
             lam = _beta_full(draws, mixup_alpha, generator, device)
         else:  # the (draws, 2) Dirichlet concentration straight from the choice
-            cut_pair = constant(
+            cut_pair = _constant(
                 ("pair", float(cut_alpha)),
                 device,
                 lambda d: torch.full((2,), float(cut_alpha), dtype=torch.float64, device=d),
@@ -775,7 +788,7 @@ class _TorchHostStream:
 
     def beta(self, alpha: float, _: float) -> float:
         """One Beta(alpha, alpha) draw, exactly as :func:`_beta_full` of one entry."""
-        concentration = constant(
+        concentration = _constant(
             ("concentration", float(alpha)),
             _CPU,
             lambda d: torch.full((1, 2), float(alpha), dtype=torch.float64, device=d),

@@ -11,19 +11,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lit_noise.functional._constants import constant
 from lit_noise.functional.noise import _rand, _randint
 
 __all__ = ["label_smoothing", "pair_flip", "smooth_one_hot", "symmetric_flip", "transition_flip"]
+
+
+_NARROW_INTEGERS = (torch.uint8, torch.int8, torch.int16)
 
 
 def _ignore_mask(y: Tensor, ignore_index: int | None) -> Tensor | None:
     """Where ``y == ignore_index``, or ``None`` when no label can be (checked cheaply on the CPU).
 
     On other devices the mask is always built, so that no batch waits for a host synchronisation.
+    Narrow integer labels are compared as int64: torch wraps a Python int that the dtype cannot hold
+    (``uint8`` labels ``== 300`` would match the label 44, ``== -100`` the label 156).
     """
     if ignore_index is None or y.numel() == 0:
         return None
+    if y.dtype in _NARROW_INTEGERS:
+        y = y.long()
     if y.is_cpu:
         if ignore_index < 0 and y.min().item() >= 0:  # the usual case: -100 and no padding
             return None
@@ -59,13 +65,11 @@ def smooth_one_hot(
 ) -> Tensor:
     """Smoothed one-hot distributions of class indices ``y``: ``label_smoothing(one_hot(y), eps)``.
 
-    Each label's row, ``eps / C`` everywhere and ``1 - eps + eps / C`` on its class, is gathered
-    from a cached ``(C + 1, C)`` table whose last row is zeros, where the labels equal to
-    ``ignore_index`` go: one gather (and one comparison and one ``masked_fill`` for ``ignore_index``), no
-    host synchronisation. Labels outside ``[0, C)`` that are not ``ignore_index`` are an error.
+    Built in one scatter: ``eps / C`` everywhere and ``1 - eps + eps / C`` on each label's class.
     ``y`` may be ``(B,)`` or dense ``(B, T, ...)``; the class dimension is inserted at 1 (for dense
     labels the result is a view of a classes-last buffer, which ``y.view(-1)`` on
-    :class:`~lit_noise.SoftLabels` then reshapes without a copy).
+    :class:`~lit_noise.SoftLabels` then reshapes without a copy). Labels equal to ``ignore_index``
+    get zero rows.
 
     Example:
         >>> smooth_one_hot(torch.tensor([2, 0]), num_classes=4, eps=0.2)
@@ -75,28 +79,16 @@ def smooth_one_hot(
         tensor([[[0.1000, 0.0000],
                  [0.9000, 0.0000]]])
     """
-    dtype = dtype or torch.get_default_dtype()
-    rows = constant(
-        ("smoothed rows", num_classes, float(eps), dtype),
-        y.device,
-        lambda device: _smoothed_rows(num_classes, eps, dtype, device),
-    )
-    index = y if y.dtype in (torch.int64, torch.int32) else y.long()  # what index_select takes
-    if ignore_index is not None:
-        index = index.masked_fill(index == ignore_index, num_classes)
-    if y.ndim == 1:
-        return rows.index_select(0, index)
-    out = rows.index_select(0, index.reshape(-1)).view(*y.shape, num_classes)
-    return out.movedim(-1, 1)
-
-
-def _smoothed_rows(num_classes: int, eps: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The ``(C + 1, C)`` table of :func:`smooth_one_hot`: row ``k`` is class ``k`` smoothed, then zeros."""
     off = eps / num_classes
-    rows = torch.full((num_classes + 1, num_classes), off, dtype=dtype, device=device)
-    rows[:num_classes].fill_diagonal_(1.0 - eps + off)
-    rows[num_classes].zero_()
-    return rows
+    out = torch.full((*y.shape, num_classes), off, dtype=dtype or torch.get_default_dtype(), device=y.device)
+    ignored = _ignore_mask(y, ignore_index)
+    index = y if y.dtype == torch.int64 else y.long()
+    if ignored is not None:
+        index = index.masked_fill(ignored, 0)
+    out.scatter_(-1, index.unsqueeze(-1), 1.0 - eps + off)
+    if ignored is not None:
+        out.masked_fill_(ignored.unsqueeze(-1), 0.0)
+    return out if y.ndim <= 1 else out.movedim(-1, 1)
 
 
 def symmetric_flip(
@@ -170,7 +162,7 @@ def transition_flip(
         tensor([   1, -100])
     """
     ignored = _ignore_mask(y, ignore_index)
-    rows = y if ignored is None else y.masked_fill(ignored, 0)
+    rows = (y if ignored is None else y.masked_fill(ignored, 0)).long()  # uint8 would index as a mask
     cumulative = matrix.to(y.device, torch.float64).cumsum(dim=1)[rows]
     u = torch.rand((*y.shape, 1), generator=generator, device=y.device, dtype=torch.float64)
     u = u * cumulative[..., -1:]
