@@ -118,7 +118,7 @@ def main() -> None:
         f"the app's overhead (best times): {(app - hand) * 1e3:.0f} ms per job, of which composing"
         f" {compose_ms:.0f} ms (Hydra's YAML parsing and OmegaConf merging); the rest is Hydra's"
         " instantiate, the resolved config logged as hyperparameters (lit_noise's CSVLogger writes"
-        " hparams.yaml once per change; Lightning's, which the floor uses, at every call) and"
+        " hparams.yaml only when it changes; Lightning's, which the floor uses, at every call) and"
         " results.json; the target allows"
         f" {hand * 0.1 * 1e3:.0f} ms"
     )
