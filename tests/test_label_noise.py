@@ -18,6 +18,7 @@ from lit_noise import (
     SoftLabels,
     SymmetricFlip,
     TransitionMatrix,
+    soft,
 )
 from lit_noise import functional as LF
 from lit_noise.schedules import Clock
@@ -307,6 +308,7 @@ def test_narrow_label_dtypes_match_ignore_index_by_value() -> None:
     assert (LF.symmetric_flip(y, 1.0, 200, gen(), ignore_index=300) != y).all()
     drawn = LF.transition_flip(y, torch.eye(200).roll(1, dims=1), gen(), ignore_index=300)
     assert drawn.tolist() == [45, 4]  # uint8 labels index the matrix's rows, not as a mask
+    assert soft(y, 200, ignore_index=300)[0, 44].item() == 1.0  # the one-hot rows of SoftLabels too
 
 
 def test_ignored_labels_off_the_cpu_are_masked_without_a_host_sync() -> None:

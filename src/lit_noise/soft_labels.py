@@ -728,8 +728,10 @@ def soft(y: Tensor, num_classes: int | None = None, ignore_index: int | None = N
             )
         if num_classes is None:
             raise ConfigurationError("soft: `num_classes` is required for integer class indices.")
-        ignored = None if ignore_index is None else y == ignore_index
-        labels = y.long() if ignored is None else y.long().masked_fill(ignored, 0)
+        labels = y.long()  # compared as int64: torch wraps an ignore_index a narrow dtype cannot hold
+        ignored = None if ignore_index is None else labels == ignore_index
+        if ignored is not None:
+            labels = labels.masked_fill(ignored, 0)
         if y.ndim == 0:
             one_hot = F.one_hot(labels, num_classes).to(torch.get_default_dtype())
             return one_hot if ignored is None else one_hot.masked_fill(ignored, 0.0)
