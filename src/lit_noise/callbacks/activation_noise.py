@@ -319,7 +319,7 @@ class ActivationNoise(NoiseCallback):
 class _Window:
     """One training step: the resolved strengths, the mask, the generators and the replay states."""
 
-    __slots__ = ("batch_idx", "generators", "mask", "noise", "owner", "params", "states", "trainer")
+    __slots__ = ("batch_idx", "generators", "mask", "owner", "params", "states", "trainer")
 
     def __init__(
         self,
@@ -330,7 +330,6 @@ class _Window:
         mask: Tensor | None,
     ) -> None:
         self.owner = owner
-        self.noise = owner.noise
         self.trainer = trainer
         self.batch_idx = batch_idx
         self.params = params
@@ -367,7 +366,7 @@ def _forward_hook(owner: ActivationNoise, name: str, module: nn.Module, pad: int
                 f"ActivationNoise: module {name!r} returned a {type(output).__name__}; only tensor outputs"
                 " (or tuples whose first element is a tensor) can be noised. Hook a submodule instead."
             )
-        noise = window.noise
+        noise = owner.noise
         noise.check(x, role)
         keep = window.mask
         if keep is not None and tuple(keep.shape) != tuple(x.shape[: keep.ndim]):
