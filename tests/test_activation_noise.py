@@ -19,7 +19,9 @@ from lightning.pytorch.core.saving import load_hparams_from_yaml
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+from torch.utils.data import DataLoader, TensorDataset
 
+from _reference_rng import reference_seed
 from _trainers import quiet_trainer
 from lit_noise import (
     ActivationNoise,
@@ -533,3 +535,45 @@ def test_bad_arguments_in_init(kwargs: dict[str, Any], message: str) -> None:
 def test_pad_id_without_a_hooked_embedding_is_refused() -> None:
     with pytest.raises(ConfigurationError, match=r"`pad_id` 0 marks padding.*none is hooked \(head\)"):
         fit(ActivationNoise("head", Gaussian(std=0.1), pad_id=0))
+
+
+class TwoHooked(pl.LightningModule):
+    """Two Linear layers, both hooked; records what the noise added to each, by (epoch, batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(6, 5), nn.Linear(5, 3)
+        self.added: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        hidden = self.first(x)
+        out = self.second(hidden)
+        clean_hidden = F.linear(x, self.first.weight, self.first.bias)  # not through the hooks
+        clean_out = F.linear(hidden, self.second.weight, self.second.bias)
+        self.added[(self.current_epoch, batch_idx)] = (
+            (hidden - clean_hidden).detach(),
+            (out - clean_out).detach(),
+        )
+        return F.cross_entropy(out, y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_the_hooked_modules_draw_in_call_order_from_the_documented_counter_stream() -> None:
+    """One generator per step, seeded from (seed, crc32 stream, rank, epoch, batch), modules in call order."""
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(12, 6, generator=g), torch.randint(0, 3, (12,), generator=g))
+    model = TwoHooked()
+    callback = ActivationNoise(torch.nn.Linear, Gaussian(std=STD), seed=9)
+    quiet_trainer(callbacks=[callback], max_epochs=2, limit_val_batches=0).fit(
+        model, DataLoader(data, batch_size=4)
+    )
+    assert sorted(model.added) == [(e, b) for e in range(2) for b in range(3)]
+    for (epoch, batch_idx), (first, second) in model.added.items():
+        generator = torch.Generator().manual_seed(
+            reference_seed(9, "ActivationNoise/activation", epoch, batch_idx)
+        )
+        torch.testing.assert_close(first, STD * torch.randn(4, 5, generator=generator), rtol=0, atol=1e-6)
+        torch.testing.assert_close(second, STD * torch.randn(4, 3, generator=generator), rtol=0, atol=1e-6)

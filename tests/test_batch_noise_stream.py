@@ -7,7 +7,6 @@ change the noise of a seed unnoticed.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _reference_rng import MASK, reference_seed, splitmix64
 from _trainers import quiet_trainer
 from lit_noise import (
     Gaussian,
@@ -37,24 +37,7 @@ from lit_noise._rng import GeneratorCache, mix_counter, mix_seed
 from lit_noise.callbacks.batch_noise import BatchNoise
 from lit_noise.noise.base import Noise
 
-MASK = (1 << 64) - 1
 STD, FLIP_P, CLASSES, SEED_IN, SEED_TG = 0.3, 0.4, 5, 11, 12
-
-
-def splitmix64(state: int) -> int:
-    state = (state + 0x9E3779B97F4A7C15) & MASK
-    state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-    state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & MASK
-    return state ^ (state >> 31)
-
-
-def reference_seed(seed: int, stream: str, epoch: int, batch_idx: int, rank: int = 0) -> int:
-    """The documented derivation: hash (seed, crc32(stream), rank), then one round on the counters."""
-    prefix = 0
-    for counter in (seed, zlib.crc32(stream.encode()), rank):
-        prefix = splitmix64(prefix ^ (counter & MASK))
-    prefix &= (1 << 63) - 1
-    return splitmix64((prefix + (epoch << 32) + batch_idx) & MASK) & ((1 << 63) - 1)
 
 
 class Recorder(pl.LightningModule):

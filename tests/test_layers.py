@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _reference_rng import hashed, stream
 from lit_noise import ConfigurationError, GaussianDropout, GaussianNoise, Linear, NoiseLayerSchedule, Step
 from lit_noise.examples import DigitsDataModule
 from lit_noise.schedules import Clock
@@ -274,17 +274,6 @@ def test_example_classifier_noise_layers_are_driven_and_its_hparams_stay_plain(m
     assert schedule.last_values["net.6/rate"] == pytest.approx(0.25)
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(state: int) -> int:
-    """SplitMix64 (Steele, Lea and Flood), its published constants typed in."""
-    state = (state + 0x9E3779B97F4A7C15) & _MASK64
-    state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return state ^ (state >> 31)
-
-
 class _TwoNoiseLayers(pl.LightningModule):
     """Two GaussianNoise layers in a row; keeps what each added on every training batch."""
 
@@ -329,12 +318,9 @@ def test_noise_layer_schedule_seeds_each_layer_from_the_documented_counters() ->
     data = TensorDataset(torch.rand(48, 64, generator=g), torch.randint(0, 10, (48,), generator=g))
     trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=16))
     assert len(model.added) == 2 * 2 * 3
-    stream = zlib.crc32(b"NoiseLayerSchedule/layers")
     for (index, epoch, batch_idx), added in model.added.items():
-        state = 0
-        for counter in (7, stream, index, epoch, batch_idx, 0):
-            state = _splitmix64(state ^ counter)
-        generator = torch.Generator().manual_seed(state & ((1 << 63) - 1))
+        seed = hashed(7, stream("NoiseLayerSchedule/layers"), index, epoch, batch_idx, 0)
+        generator = torch.Generator().manual_seed(seed)
         std = (0.5, 0.25)[index]
         expected = std * torch.randn(added.shape, generator=generator)
         torch.testing.assert_close(added, expected, rtol=0, atol=1e-5)
