@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import lightning.pytorch as pl
+import torch
 import torch.distributed as dist
 
 
@@ -19,3 +24,26 @@ class ReleaseProcessGroup(pl.Callback):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+def ddp_trainer(root: Path | str, callbacks: Sequence[pl.Callback] = (), **options: Any) -> pl.Trainer:
+    """A Trainer of 2 CPU processes (``ddp_spawn``, gloo) with no logger, checkpoints, progress bar or
+    summary, writing under ``root``; :class:`ReleaseProcessGroup` follows ``callbacks``; ``options``
+    override the rest."""
+    settings: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 2,
+        "strategy": "ddp_spawn",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": str(root),
+    }
+    settings.update(options)
+    return pl.Trainer(callbacks=[*callbacks, ReleaseProcessGroup()], **settings)
+
+
+def rank_files(root: Path, weights_only: bool = True) -> list[Any]:
+    """What each of the 2 ranks saved as ``root/rank<r>.pt``."""
+    return [torch.load(root / f"rank{rank}.pt", weights_only=weights_only) for rank in (0, 1)]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer, rank_files
 from _param_noise_reference import make_loader, snapshot
 from lit_noise import ActivationNoise, Gaussian, GaussianNoise, Linear, NoiseLayerSchedule
 
@@ -61,26 +61,13 @@ class RankWriter(pl.Callback):
 
 def run(out: Path) -> list[dict[str, Any]]:
     out.mkdir(parents=True)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=2,
-        callbacks=[
-            ActivationNoise("hidden", Gaussian(std=0.1), seed=11),
-            NoiseLayerSchedule(seed=12),
-            RankWriter(out),
-            ReleaseProcessGroup(),
-        ],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=str(out),
-    )
-    trainer.fit(NoisyNet(), make_loader())
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    callbacks = [
+        ActivationNoise("hidden", Gaussian(std=0.1), seed=11),
+        NoiseLayerSchedule(seed=12),
+        RankWriter(out),
+    ]
+    ddp_trainer(out, callbacks, max_epochs=2, limit_val_batches=0).fit(NoisyNet(), make_loader())
+    return rank_files(out)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from sklearn.metrics import log_loss
 from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer
 from lit_noise import CalibrationMonitor, ConfigurationError
 from lit_noise.callbacks.monitoring import eval_forward, step_logits
 from lit_noise.examples import Classifier, DigitsDataModule
@@ -599,18 +599,13 @@ def test_ddp_spawn_logs_the_value_of_the_whole_validation_set(tmp_path: Path) ->
     pl.seed_everything(0)
     model = Classifier()
     dm = DigitsDataModule(val_fraction=0.1)  # 180 samples: split evenly, no padding by the sampler
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
+    trainer = ddp_trainer(
+        tmp_path,
+        [CalibrationMonitor(num_classes=10, n_bins=10)],
         max_epochs=1,
         limit_train_batches=3,
         logger=CSVLogger(str(tmp_path / "logs"), name="run", version=0),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[CalibrationMonitor(num_classes=10, n_bins=10), ReleaseProcessGroup()],
     )
     trainer.fit(model, dm)
     dm.setup()

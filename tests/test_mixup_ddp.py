@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer, rank_files
 from lit_noise import MixupDataModule
 from lit_noise.examples import Classifier, DigitsDataModule
 
@@ -38,22 +38,9 @@ def run(out: Path, seed: int | None) -> list[dict[str, Any]]:
     data = MixupDataModule(
         DigitsDataModule(batch_size=16), mixup_alpha=1.0, cutmix_alpha=1.0, mode="elem", seed=seed
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=0,
-        callbacks=[RankWriter(out), ReleaseProcessGroup()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(out),
-    )
+    trainer = ddp_trainer(out, [RankWriter(out)], max_epochs=1, limit_train_batches=3, limit_val_batches=0)
     trainer.fit(Classifier(), data)
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return rank_files(out)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer, rank_files
 from lit_noise import (
     Gaussian,
     GaussianNoise,
@@ -95,23 +95,10 @@ def run(out: Path) -> list[dict[str, Any]]:
         GradientNoise(std=0.01),
         NoiseLayerSchedule(),
         RankWriter(out),
-        ReleaseProcessGroup(),
     ]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=2,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=str(out),
-    )
+    trainer = ddp_trainer(out, callbacks, max_epochs=2, limit_val_batches=0)
     trainer.fit(Net(), MixupDataModule(RankSeededData(), mixup_alpha=0.4))
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return rank_files(out)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from scipy.special import logsumexp
 from torch import Tensor
 from torchmetrics.classification import MulticlassCalibrationError
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer
 from _trainers import quiet_trainer
 from lit_noise import ConfigurationError, MixupDataModule, TemperatureScaling
 from lit_noise.examples import Classifier, DigitsDataModule
@@ -545,19 +545,8 @@ def test_ddp_spawn_fits_on_the_whole_validation_set(tmp_path: Path) -> None:
     pl.seed_everything(0)
     model = Classifier()
     data = DigitsDataModule(val_fraction=0.1)  # 180 samples: 90 per process, no padding by the sampler
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=1,
-        limit_train_batches=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(tmp_path),
-        callbacks=[TemperatureScaling(), ReleaseProcessGroup()],
+    trainer = ddp_trainer(
+        tmp_path, [TemperatureScaling()], max_epochs=1, limit_train_batches=3, num_sanity_val_steps=0
     )
     trainer.fit(model, data)
     data.setup()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from _ddp import ReleaseProcessGroup
+from _ddp import ddp_trainer, rank_files
 from _param_noise_reference import Net, make_loader, snapshot
 from lit_noise import Gaussian, GradientNoise, WeightNoise
 
@@ -37,24 +37,10 @@ def run(out: Path, seed: int = 7) -> list[dict[str, Any]]:
         WeightNoise(Gaussian(std=0.05), relative=True, seed=seed),
         GradientNoise(std=0.01, seed=seed + 1),
         RankWriter(out),  # after WeightNoise: sees the noisy weights at batch start
-        ReleaseProcessGroup(),
     ]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=2,
-        callbacks=callbacks,
-        accumulate_grad_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=str(out),
-    )
+    trainer = ddp_trainer(out, callbacks, max_epochs=2, accumulate_grad_batches=2, limit_val_batches=0)
     trainer.fit(Net(), make_loader())
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    return rank_files(out)
 
 
 @pytest.mark.slow
