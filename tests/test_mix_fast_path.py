@@ -229,6 +229,24 @@ def test_sample_mix_params_batch_mode_builds_its_tensors_from_the_host_draw(name
                 assert tuple(params.boxes[0].tolist()) == box
 
 
+@pytest.mark.parametrize("mode", ["pair", "elem"])
+@pytest.mark.parametrize(
+    "host_generator", [HostRandom(1), torch.Generator().manual_seed(1)], ids=["host", "torch"]
+)
+def test_a_host_generator_in_a_mode_that_draws_nothing_on_the_host_is_an_error(
+    mode: str, host_generator: HostRandom | torch.Generator
+) -> None:
+    """Modes "pair" and "elem" draw everything from `generator`: a host generator would be ignored."""
+    expected = (
+        rf"^sample_mix_params: `host_generator` is read in mode 'batch' only \(its single draw is made on"
+        rf" the host\); mode '{mode}' makes every draw from `generator`, so pass host_generator=None\.$"
+    )
+    with pytest.raises(ConfigurationError, match=expected):
+        sample_mix_params(8, torch.Generator().manual_seed(0), mode=mode, host_generator=host_generator)
+    params = sample_mix_params(8, torch.Generator().manual_seed(0), mode=mode)  # the same call without it
+    assert params.host is None
+
+
 def test_sample_mix_params_batch_mode_draws_from_the_cpu_generator_when_no_host_generator() -> None:
     """Same seeds, same draw: the batch's CPU generator serves the host draw when none is given."""
     options = DRAW_CONFIGS["both-equal"]
@@ -329,8 +347,9 @@ def test_mix_params_equals_mix_batch_and_the_hand_written_oracle(
     y = one_hot_smooth(torch.randint(0, 10, (batch,), generator=generator), 10)
     pasted_any = blended_any = False
     for seed in range(10):
+        host = HostRandom(seed) if mode == "batch" else None
         params = sample_mix_params(
-            batch, torch.Generator().manual_seed(seed), mode=mode, host_generator=HostRandom(seed), **options
+            batch, torch.Generator().manual_seed(seed), mode=mode, host_generator=host, **options
         )
         assert (params.host is not None) == (mode == "batch")
         _check_partners(params.index, mode)

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_noise import (
     ConfigurationError,
     Gaussian,
+    HostRandom,
     InputNoise,
     LabelSmoothing,
     Linear,
@@ -170,6 +171,22 @@ def test_each_batch_is_the_replay_of_its_epoch_and_batch_index(make_trainer: Mak
         x_mix, y_mix, _ = dm.mix_tensors(x_in, y_in, dm.last_values, *generators)
         assert torch.equal(record["x"], x_mix)
         assert torch.equal(record["y"].soft, y_mix)
+
+
+@pytest.mark.parametrize("mode", ["pair", "elem"])
+def test_mix_tensors_refuses_a_host_generator_that_its_mode_would_not_read(mode: str) -> None:
+    dm = MixupDataModule(DigitsDataModule(), mixup_alpha=1.0, mode=mode, seed=0)
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    values = {"mixup_alpha": 1.0, "cutmix_alpha": 0.0, "prob": 1.0, "label_smoothing": 0.0}
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"^MixupDataModule.mix_tensors: `host_generator` is read in mode 'batch' only .*"
+        rf" mode '{mode}' makes every draw",
+    ):
+        dm.mix_tensors(x, y, values, torch.Generator().manual_seed(0), HostRandom(0))
+    x_mixed, _, params = dm.mix_tensors(x, y, values, torch.Generator().manual_seed(0))
+    assert params is not None
+    assert not torch.equal(x_mixed, x)
 
 
 def test_mixup_and_cutmix_lambdas_each_follow_their_own_beta_law(make_trainer: MakeTrainer) -> None:

@@ -27,6 +27,7 @@ from lit_noise.functional.mix import (
     MIX_MODES,
     MixMode,
     MixParams,
+    _host_generator_error,
     _MixOptions,
     _sample,
     mix_params,
@@ -557,8 +558,11 @@ class MixupDataModule(pl.LightningDataModule):
         draws its λ and box there: a CPU ``torch.Generator`` or a :class:`~lit_noise.HostRandom`).
         Returns the mixed inputs, the mixed ``(B, C)`` target distributions and the draw (``None``
         when nothing was mixed: ``prob`` is 0, no method is active, or the batch has a single
-        sample, which has no partner).
+        sample, which has no partner). A ``host_generator`` in modes ``"pair"`` and ``"elem"``,
+        which draw nothing on the host, is a :class:`~lit_noise.ConfigurationError`.
         """
+        if host_generator is not None and self.mode != "batch":
+            raise _host_generator_error(f"{_OWNER}.mix_tensors", self.mode)
         y_soft = one_hot_smooth(y, self.num_classes, values["label_smoothing"])
         mixup_alpha, cutmix_alpha, prob = values["mixup_alpha"], values["cutmix_alpha"], values["prob"]
         inactive = mixup_alpha <= 0.0 and cutmix_alpha <= 0.0 and self.cutmix_minmax is None

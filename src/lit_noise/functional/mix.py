@@ -889,7 +889,8 @@ def sample_mix_params(
     (a CPU ``torch.Generator``, or a pure-Python :class:`~lit_noise.HostRandom` stream, which
     makes no tensor operation at all), else from ``generator`` when that is a CPU one, else from
     torch's global CPU RNG -- so that :func:`mix_params` applies it as a scalar and a slice, again
-    without a device synchronisation.
+    without a device synchronisation. The other modes draw nothing on the host: a
+    ``host_generator`` given with them is a :class:`~lit_noise.ConfigurationError`.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -907,10 +908,20 @@ def sample_mix_params(
         raise ConfigurationError(
             f"sample_mix_params: CutMix needs the inputs' `spatial_size` (H, W), got {spatial_size!r}."
         )
+    if host_generator is not None and mode != "batch":
+        raise _host_generator_error("sample_mix_params", mode)
     if generator is not None and device is None:
         device = generator.device
     options = _MixOptions(mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, size)
     return _sample(batch_size, generator, device, mode, options, host_generator)
+
+
+def _host_generator_error(owner: str, mode: str) -> ConfigurationError:
+    """The error for a ``host_generator`` given to a mode that makes no draw on the host."""
+    return ConfigurationError(
+        f"{owner}: `host_generator` is read in mode 'batch' only (its single draw is made on the host);"
+        f" mode {mode!r} makes every draw from `generator`, so pass host_generator=None."
+    )
 
 
 def _sample(
