@@ -198,6 +198,7 @@ class NoiseController(Callback):
     # purpose (`duplicates` pairs them): the callback must list them itself to be built from YAML and
     # LightningCLI with their types and defaults, and ScaleControl, the torch-free rule they set,
     # takes them as its own API; ScaleControl checks them (one place for their validation).
+    # tests/test_repeated_signatures.py keeps the two lists' types and defaults equal.
     def __init__(
         self,
         monitor: str = "val/acc",

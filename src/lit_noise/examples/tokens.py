@@ -157,7 +157,8 @@ class TokenDataModule(TensorSplitDataModule):
     # `vocab_size` ... `seed` are make_token_sequences' arguments again, on purpose (`duplicates` pairs
     # them): the DataModule must list them to be built from YAML and LightningCLI, and the function
     # is the public way to draw the same data without a DataModule. Both check and draw through one
-    # _TokenTask, so only the parameter list is repeated.
+    # _TokenTask, so only the parameter list is repeated; tests/test_repeated_signatures.py keeps
+    # the two lists' types and defaults equal.
     def __init__(
         self,
         train_size: int = 1024,

@@ -55,7 +55,8 @@ def label_smoothing(target: Tensor, eps: float) -> Tensor:
 
 # smooth_one_hot, symmetric_flip and pair_flip repeat one argument list (labels, rate, classes,
 # generator or dtype, ignore_index) on purpose: each is a public function called by name and
-# position, and their bodies share nothing else.
+# position, and their bodies share nothing else (tests/test_repeated_signatures.py keeps the
+# lists equal).
 def smooth_one_hot(
     y: Tensor,
     num_classes: int,

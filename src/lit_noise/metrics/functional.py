@@ -85,7 +85,8 @@ ADAPTIVE_LOGIT_RANGE = 16.0
 # (``preds, target, num_classes, n_bins, norm, ..., input_format, validate_args``; ``target,
 # preds_shape, num_classes, owner, validate`` for the target readers), and each Metric class of
 # calibration.py takes the settings of its functional form. Those parameter lists are the API;
-# what the functions do in common lives once, in the helpers they call.
+# what the functions do in common lives once, in the helpers they call, and
+# tests/test_repeated_signatures.py keeps each repeated list equal to its counterpart.
 
 
 # --------------------------------------------------------------------------------------------------

@@ -243,7 +243,8 @@ class LabelSmoothing(LabelNoise):
         self._param("eps", eps, low=0.0, high=1.0)
 
     # The constructor above is _RateFlip's with `eps` for `p` (see there), and this override takes
-    # LabelNoise._noise's parameters: `duplicates` pairs both, on purpose.
+    # LabelNoise._noise's parameters: `duplicates` pairs both, on purpose (and
+    # tests/test_repeated_signatures.py keeps them equal).
     def _noise(
         self,
         labels: Tensor,
