@@ -219,6 +219,11 @@ def test_a_metric_that_is_never_logged_lists_the_logged_ones(kwargs, name):
         ({"monitor": ""}, r"`monitor` must be a metric name, got ''"),
         ({"targets": []}, r"`targets` must be None or a non-empty list of source names, got \[\]"),
         ({"verbose": "yes"}, r"`verbose` must be True or False, got 'yes'"),
+        (
+            {"gap": 0.1},
+            r"`gap` must be None without `robust_monitor` \(the gap is the clean minus the robust metric\),"
+            r" got 0.1\.$",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, pattern):

@@ -130,7 +130,7 @@ def test_noise_controller_passes_every_rule_setting_to_its_scale_control() -> No
     assert set(settings) == set(_CONTROL_RULE)
     defaults = {p[0]: p[3] for p in _parameters(ScaleControl)}
     assert all(settings[name] != defaults[name] for name in settings)
-    controller = NoiseController(verbose=False, log_figures=False, **settings)
+    controller = NoiseController(robust_monitor="val/robust", verbose=False, log_figures=False, **settings)
     assert {name: getattr(controller.control, name) for name in settings} == settings
 
 

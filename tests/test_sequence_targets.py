@@ -417,6 +417,12 @@ def test_target_noise_passes_ignore_index_to_the_label_noise() -> None:
     with pytest.raises(ConfigurationError, match=r"TargetNoise: `ignore_index` must be None for Gaussian"):
         TargetNoise(Gaussian(std=0.1), ignore_index=-100)
     with pytest.raises(
+        ConfigurationError,
+        match=r"^TargetNoise: `num_classes` must be None for Gaussian: only label noise reads the number of"
+        r" classes, got 10\.$",
+    ):
+        TargetNoise(Gaussian(std=0.1), num_classes=10)
+    with pytest.raises(
         ConfigurationError, match=r"LabelSmoothing: `ignore_index` must be an integer, got 'pad'"
     ):
         LabelSmoothing(eps=0.1, ignore_index="pad")  # type: ignore[arg-type]

@@ -89,6 +89,14 @@ def test_select_names_errors_list_some_names() -> None:
         select_names("WeightNoise", NAMES, exclude=["re:weight"])
     with pytest.raises(ConfigurationError, match="select no parameter"):
         select_names("WeightNoise", NAMES, include=["head.*"], exclude=["head.*"])
+    # An exclude pattern that matches parameters, but none of those `include` selects, is refused.
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^WeightNoise: `exclude` pattern 'head\.\*' removes nothing from what include=\['encoder\.\*'\]"
+        r" selects: encoder\.0\.weight, ",
+    ):
+        select_names("WeightNoise", NAMES, include=["encoder.*"], exclude=["*.bias", "head.*"])
+    assert select_names("WeightNoise", NAMES, include=["encoder.*"], exclude=["*.bias"]) == [0, 2]
     many = [f"layer{i}.weight" for i in range(30)]
     with pytest.raises(ConfigurationError, match=r"\(30 in all\)"):
         select_names("WeightNoise", many, include=["nothing"])

@@ -158,8 +158,8 @@ class NoiseController(Callback):
         max_scale: highest controller scale (>= ``min_scale``).
         targets: names of the sources to drive; ``None``: all of them.
         reference: a fixed reference value of ``monitor``; ``None``: estimated within the run.
-        gap: clean-minus-robust gap above which the scale may rise (>= 0); ``None`` (default): off,
-            because a sensible gap depends on the corruption suite.
+        gap: clean-minus-robust gap above which the scale may rise (>= 0; needs ``robust_monitor``);
+            ``None`` (default): off, because a sensible gap depends on the corruption suite.
         verbose: print a line for each change (rank zero).
         log_figures: log the history figure at the end of fitting (needs matplotlib, the
             ``plots`` extra).
@@ -223,6 +223,13 @@ class NoiseController(Callback):
             raise fail(_OWNER, "monitor", monitor, "a metric name")
         if robust_monitor is not None and (not isinstance(robust_monitor, str) or not robust_monitor):
             raise fail(_OWNER, "robust_monitor", robust_monitor, "None or a metric name")
+        if gap is not None and robust_monitor is None:
+            raise fail(
+                _OWNER,
+                "gap",
+                gap,
+                "None without `robust_monitor` (the gap is the clean minus the robust metric)",
+            )
         if isinstance(targets, str):
             targets = [targets]
         if targets is not None and (

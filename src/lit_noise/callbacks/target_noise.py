@@ -34,7 +34,7 @@ class TargetNoise(BatchNoise):
     Args:
         noise: what noise; its parameters may be schedules.
         key: where the targets are (see :class:`~lit_noise.InputNoise`); default ``1``.
-        num_classes: number of classes for label noise.
+        num_classes: number of classes for label noise (``None`` for other noises, which have none).
         p: per-sample probability of being noised.
         seed: base seed (``None``: drawn from torch's RNG at setup).
         name: name in logged keys and checkpoint state; ``None``: ``"target"``, or
@@ -74,6 +74,13 @@ class TargetNoise(BatchNoise):
         if isinstance(noise, LabelNoise):
             noise.with_num_classes(num_classes)
             noise.with_ignore_index(ignore_index)
+        elif num_classes is not None:
+            raise fail(
+                "TargetNoise",
+                "num_classes",
+                num_classes,
+                f"None for {type(noise).__name__}: only label noise reads the number of classes",
+            )
         elif ignore_index is not None:
             raise fail(
                 "TargetNoise",

@@ -132,8 +132,9 @@ def select_names(
 ) -> list[int]:
     """Indices of the ``names`` matched by an ``include`` pattern (all if ``None``) and no ``exclude`` one.
 
-    Every pattern must match at least one name, so that a typo is an error rather than a silent
-    no-op; the error lists some of the names.
+    Every pattern must match at least one name, and every ``exclude`` pattern one of the names
+    ``include`` selects, so that a typo is an error rather than a silent no-op; the error lists some
+    of the names.
 
     Example:
         >>> names = ["encoder.0.weight", "encoder.0.bias", "head.weight", "head.bias"]
@@ -153,12 +154,16 @@ def select_names(
                     f" 're:'. Trainable parameters: {_some(list(names))}."
                 )
     included = [_matcher(p) for p in include] if include is not None else None
+    selected = [i for i, name in enumerate(names) if included is None or any(m(name) for m in included)]
+    for pattern in exclude or ():
+        excluded_one = _matcher(pattern)
+        if included is not None and not any(excluded_one(names[i]) for i in selected):
+            raise ConfigurationError(
+                f"{owner}: `exclude` pattern {pattern!r} removes nothing from what"
+                f" include={list(include or ())} selects: {_some([names[i] for i in selected])}."
+            )
     excluded = [_matcher(p) for p in exclude or ()]
-    chosen = [
-        index
-        for index, name in enumerate(names)
-        if (included is None or any(m(name) for m in included)) and not any(m(name) for m in excluded)
-    ]
+    chosen = [i for i in selected if not any(m(names[i]) for m in excluded)]
     if not chosen:
         raise ConfigurationError(
             f"{owner}: include={list(include) if include else None} and exclude={list(exclude or ())}"
