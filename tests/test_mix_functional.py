@@ -332,6 +332,70 @@ def test_lambda_follows_beta_alpha_alpha(alpha: float) -> None:
     assert stats.kstest(lam.double().numpy(), stats.beta(alpha * 2, alpha * 2).cdf).pvalue < 1e-3
 
 
+def _mass_inside(alpha: float) -> float:
+    """P(0.01 < λ < 0.99) for λ ~ Beta(alpha, alpha), from SciPy."""
+    law = stats.beta(alpha, alpha)
+    return float(law.cdf(0.99) - law.cdf(0.01))
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.01, 0.03])
+def test_a_tiny_alpha_puts_lambda_at_0_and_1_as_beta_does(alpha: float) -> None:
+    """Beta(a, a) for small a: nearly all mass at 0 and 1, none piled up at 0.5.
+
+    torch's gamma draws clamp to the smallest double for such alphas, and a Dirichlet of two
+    clamped gammas is exactly (0.5, 0.5): with alpha 1e-3 a quarter of the λs were 0.5. Every path
+    that draws λ is checked against SciPy's law: sample_lam, the per-sample draw (mixup alone, and
+    with CutMix at another alpha), and mode "batch"'s host draw from a torch generator.
+    """
+    n = 100_000
+    expected = _mass_inside(alpha)
+    tolerance = 5 * math.sqrt(expected * (1 - expected) / n) + 1e-4
+    options = {"mixup_alpha": alpha, "cutmix_alpha": 1.0, "correct_lam": False, "spatial_size": (8, 8)}
+    mixed = sample_mix_params(2 * n, _gen(31), mode="elem", **options)
+    assert mixed.use_cutmix is not None
+    draws = {
+        "sample_lam": sample_lam(alpha, n, _gen(30)),
+        "elem, mixup only": sample_mix_params(n, _gen(32), mode="elem", mixup_alpha=alpha).lam,
+        "elem, mixup next to CutMix": mixed.lam[~mixed.use_cutmix][:n],
+    }
+    for name, lam in draws.items():
+        values = lam.double().numpy()
+        assert len(values) > 0.45 * n, name
+        inside = float(((values > 0.01) & (values < 0.99)).mean())
+        assert abs(inside - expected) < tolerance * math.sqrt(n / len(values)), (name, inside, expected)
+        assert int((values == 0.5).sum()) == 0, name
+        assert abs(values.mean() - 0.5) < 5 * 0.5 / math.sqrt(len(values)), name
+    batch = [
+        sample_mix_params(2, _gen(5000 + k), mode="batch", mixup_alpha=alpha).lam.item() for k in range(4000)
+    ]
+    assert sum(lam == 0.5 for lam in batch) == 0
+    inside = sum(0.01 < lam < 0.99 for lam in batch) / len(batch)
+    assert abs(inside - expected) < 5 * math.sqrt(expected * (1 - expected) / len(batch)) + 2e-3
+
+
+def _cdf_distance(values: np.ndarray, law: stats.rv_continuous) -> float:
+    """The largest gap between the empirical and the true CDF at points from 1e-30 to 1 - 1e-12.
+
+    Not a KS test over all values: for small alphas much of the mass lies within 1e-16 of 1, which
+    float64 rounds to exactly 1.0 (the mass near 0 stays representable), so the points stop short
+    of 1. The DKW inequality bounds the gap at any points: P(gap > e) <= 2 exp(-2 n e^2).
+    """
+    low = np.logspace(-30, np.log10(0.5), 200)
+    points = np.concatenate([low, 1.0 - np.logspace(-12, np.log10(0.5), 200)])
+    empirical = np.searchsorted(np.sort(values), points, side="right") / len(values)
+    return float(np.abs(empirical - law.cdf(points)).max())
+
+
+def test_a_small_alpha_follows_the_beta_law_below_and_at_the_log_space_threshold() -> None:
+    """The whole law, not only its mass near 0.5, at alphas drawn in log space and by torch's Dirichlet."""
+    n = 20_000
+    bound = math.sqrt(math.log(2 / 1e-6) / (2 * n))  # DKW at a false-failure rate of 1e-6
+    for alpha in (1e-3, 0.02, 0.049, 0.05, 0.08):
+        lam = sample_lam(alpha, n, _gen(60)).numpy()
+        assert _cdf_distance(lam, stats.beta(alpha, alpha)) < bound, alpha
+        assert _cdf_distance(lam, stats.beta(2 * alpha, 2 * alpha)) > bound, alpha  # it has teeth
+
+
 @pytest.mark.parametrize("mode", ["elem", "batch"])
 def test_mixup_and_cutmix_lambdas_follow_each_methods_own_beta_law(mode: str) -> None:
     """Both methods on, different alphas: mixup's λ ~ Beta(0.2, 0.2), CutMix's λ ~ Beta(2, 2).

@@ -126,21 +126,41 @@ def one_hot_smooth(
     return distribution
 
 
-def _beta(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One Beta(alpha_i, alpha_i) draw per entry of ``alpha``, via a two-class Dirichlet."""
-    concentration = torch.stack((alpha, alpha), dim=-1)
-    # torch.distributions.Beta draws exactly this way, but takes no generator.
-    return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+# Below this alpha torch's gamma sampler clamps many of its draws to the smallest normal double
+# (for Gamma(a), P(G < 2.2e-308) is about 10 ** (-308 * a)), and a Beta draw whose two gammas are
+# both clamped comes out as exactly 0.5: a quarter of the draws at alpha 1e-3, where nearly all the
+# mass lies at 0 and 1. Those alphas are drawn in log space; from this alpha up the chance of a
+# clamp is below 1e-15 per gamma, and the draw is torch's own Dirichlet's, as before.
+_LOG_SPACE_ALPHA = 0.05
+
+
+def _dirichlet_first(concentration: Tensor, generator: torch.Generator | None, smallest: float) -> Tensor:
+    """The first coordinate of one two-class Dirichlet draw per row: Beta(a, b) from rows ``(a, b)``.
+
+    ``smallest`` is the least concentration in the table (known on the host). From
+    ``_LOG_SPACE_ALPHA`` up this is ``torch._sample_dirichlet`` (``torch.distributions.Beta``'s
+    draw, which takes no generator); below it each gamma is drawn as ``Gamma(a + 1) * U ** (1 / a)``
+    (Marsaglia and Tsang's boost for ``a < 1``) in logs, and the coordinate is the sigmoid of the
+    two logs' difference, so no draw underflows.
+    """
+    if smallest >= _LOG_SPACE_ALPHA:
+        return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+    log_gamma = torch._standard_gamma(concentration + 1.0, generator=generator).log_()
+    uniform = torch.rand(
+        concentration.shape, generator=generator, dtype=concentration.dtype, device=concentration.device
+    )
+    log_gamma.add_(uniform.neg_().log1p_().div_(concentration))  # log(1 - U): U = 0 stays finite
+    return torch.sigmoid(log_gamma.select(-1, 0) - log_gamma.select(-1, 1))
 
 
 def _beta_full(draws: int, alpha: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """``draws`` Beta(alpha, alpha) draws, as :func:`_beta` of ``draws`` equal alphas."""
+    """``draws`` Beta(alpha, alpha) draws (float64), from a cached ``(draws, 2)`` concentration."""
     concentration = _constant(
         ("concentration", draws, float(alpha)),
         device,
         lambda d: torch.full((draws, 2), float(alpha), dtype=torch.float64, device=d),
     )
-    return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+    return _dirichlet_first(concentration, generator, alpha)
 
 
 def sample_lam(
@@ -163,8 +183,8 @@ def sample_lam(
     device = generator.device if generator is not None and device is None else device
     if alpha <= 0.0:
         return torch.ones(shape, device=device, dtype=dtype)
-    alphas = torch.full(shape, float(alpha), device=device, dtype=torch.float64)
-    return _beta(alphas, generator).to(dtype)
+    concentration = torch.full((*shape, 2), float(alpha), device=device, dtype=torch.float64)
+    return _dirichlet_first(concentration, generator, alpha).to(dtype)
 
 
 def _permutation_partners(
@@ -750,7 +770,7 @@ def _draw(
                 lambda d: torch.full((2,), float(cut_alpha), dtype=torch.float64, device=d),
             )
             concentration = torch.where(choice.unsqueeze(-1), cut_pair, float(mixup_alpha))
-            lam = torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+            lam = _dirichlet_first(concentration, generator, min(cut_alpha, mixup_alpha))
     elif use_mixup or (use_cut and cutmix_minmax is None):
         lam = _beta_full(draws, mixup_alpha if use_mixup else cutmix_alpha, generator, device)
     else:  # CutMix with min-max boxes only (the box sets λ), or nothing active
@@ -793,8 +813,8 @@ class _TorchHostStream:
             _CPU,
             lambda d: torch.full((1, 2), float(alpha), dtype=torch.float64, device=d),
         )
-        draw: list[list[float]] = torch._sample_dirichlet(concentration, generator=self.generator).tolist()
-        return draw[0][0]
+        draw: list[float] = _dirichlet_first(concentration, self.generator, alpha).tolist()
+        return draw[0]
 
 
 def _draw_on_host(stream: _TorchHostStream | HostRandom, options: _MixOptions) -> HostDraw:
