@@ -99,6 +99,29 @@ def test_cutmix_pastes_exactly_the_partner_pixels_inside_each_box() -> None:
     assert lam.tolist() == [0.75, 1 - 12 / 64, 1.0, 1 - 1 / 64, 0.0]
 
 
+@pytest.mark.parametrize(
+    "box", [(1, 3, 2, 6), (2, 9, -3, 2), (-1, 2, 0, 4), (0, 4, 4, 9), (5, 7, 0, 2)], ids=str
+)
+def test_a_box_past_the_image_edge_pastes_only_the_pixels_inside_the_image(box: tuple[int, ...]) -> None:
+    """One box for the batch (the host path) and the same box per sample (the tensor path) are clipped.
+
+    The host path slices with a strided view, which past the edge would wrap onto the next row
+    (or raise); the oracle clips each coordinate to [0, H] or [0, W] by hand.
+    """
+    x, y = torch.rand(3, 2, 4, 4, generator=_gen(5)), torch.tensor([0, 1, 2])
+    y_soft, index, lam = one_hot_smooth(y, C), torch.tensor([1, 2, 0]), 0.5
+    top, bottom = (min(max(v, 0), 4) for v in box[:2])
+    left, right = (min(max(v, 0), 4) for v in box[2:])
+    expected = x.clone()
+    expected[:, :, top:bottom, left:right] = x[index][:, :, top:bottom, left:right]
+    before = x.clone()
+    host, _ = cutmix(x, y_soft, lam, index, box)
+    per_sample, _ = cutmix(x, y_soft, torch.full((3,), lam), index, torch.tensor([box] * 3))
+    assert torch.equal(host, expected)
+    assert torch.equal(per_sample, expected)
+    assert torch.equal(x, before)
+
+
 def test_per_sample_choice_equals_cutmix_and_mixup_row_by_row() -> None:
     x, y = _batch(6)
     y_soft = one_hot_smooth(y, C, 0.1)

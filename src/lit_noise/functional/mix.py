@@ -438,9 +438,10 @@ def mix_batch(
     pasted-area λ (:func:`box_lam`) to keep targets and pixels consistent. ``lam``, ``use_cutmix``
     and ``boxes`` hold one entry for the whole batch or one per sample; one entry held on the host
     (a number, or a CPU tensor) is applied with a scalar ``lerp`` or by slicing, without a device
-    synchronisation. The inputs are not modified (an unmixed batch is returned as it is); pixels of
-    unmixed samples and outside the boxes are returned bit for bit (``torch.lerp`` is exact at
-    weights 0 and 1). Mixup needs floating inputs; CutMix alone works on any dtype.
+    synchronisation. Box coordinates are clipped to the image (``[0, H]`` and ``[0, W]``; unlike
+    slicing, a negative one counts as 0). The inputs are not modified (an unmixed batch is returned
+    as it is); pixels of unmixed samples and outside the boxes are returned bit for bit
+    (``torch.lerp`` is exact at weights 0 and 1). Mixup needs floating inputs; CutMix alone works on any dtype.
 
     Args:
         x: inputs ``(B, ...)``; for CutMix at least ``(B, H, W)``.
@@ -482,6 +483,13 @@ def mix_batch(
         and (boxes is None or host_box)
     ):
         cut = boxes is not None and (use_cutmix is None or bool(host_choice))
+        if cut:  # clipped to the image as the per-sample path clips (a view past the edge would wrap)
+            top, bottom, left, right = (int(v) for v in host_box)
+            height, width = x.shape[-2], x.shape[-1]
+            host_box = [
+                min(max(v, 0), size)
+                for v, size in ((top, height), (bottom, height), (left, width), (right, width))
+            ]
         return _mix_one(x, y_soft, index, float(host_lam), host_box if cut else None)
 
     if isinstance(lam, Tensor) and lam.ndim == 1 and lam.device == x.device:
