@@ -289,6 +289,36 @@ def test_minmax_boxes_have_sides_in_range_and_lam_is_their_area() -> None:
     assert torch.equal(params.lam, box_lam(params.boxes, 20, 10, torch.float64))
 
 
+@pytest.mark.parametrize(
+    ("minmax", "expected"),
+    [
+        ((0.5, 1.5), r"`cutmix_minmax` must be > 0 and <= 1, got 1\.5\.$"),
+        (
+            (0.8, 0.2),
+            r"`cutmix_minmax` must be a \(min, max\) pair with 0 < min < max <= 1, got \[0\.8, 0\.2\]\.$",
+        ),
+        ((0.0, 0.5), r"`cutmix_minmax` must be > 0 and <= 1, got 0\.0\.$"),
+        (0.5, r"`cutmix_minmax` must be None or a \(min, max\) pair of image fractions, got 0\.5\.$"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_sample_mix_params_refuses_a_bad_cutmix_minmax(minmax: object, expected: str, mode: str) -> None:
+    """As MixupDataModule does; (0.5, 1.5) raised a torch-internal error and (0.8, 0.2) drew boxes
+    outside the documented side range."""
+    with pytest.raises(ConfigurationError, match=r"^sample_mix_params: " + expected):
+        sample_mix_params(4, _gen(0), mode=mode, cutmix_minmax=minmax, spatial_size=(8, 8))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"^cutmix_boxes: " + expected):
+        cutmix_boxes(torch.tensor([0.5]), 8, 8, _gen(0), minmax=minmax)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lam", [[1.5, 0.2], [-0.1], [float("nan")]])
+def test_cutmix_boxes_refuses_a_lambda_outside_0_1(lam: list[float]) -> None:
+    """A side is sqrt(1 - lam) of the image: outside [0, 1] the boxes were INT64_MIN coordinates."""
+    with pytest.raises(ConfigurationError, match=r"^cutmix_boxes: `lam` must lie in \[0, 1\]"):
+        cutmix_boxes(torch.tensor(lam), 8, 8, _gen(0))
+    assert cutmix_boxes(torch.tensor([0.0, 1.0]), 8, 8, _gen(0)).shape == (2, 4)
+
+
 def test_box_mask_is_the_box() -> None:
     mask = box_mask(torch.tensor([[1, 3, 2, 5], [0, 0, 0, 4]]), 4, 6)
     expected = torch.zeros(2, 4, 6, dtype=torch.bool)

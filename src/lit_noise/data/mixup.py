@@ -27,6 +27,7 @@ from lit_noise.functional.mix import (
     MIX_MODES,
     MixMode,
     MixParams,
+    _check_minmax,
     _host_generator_error,
     _MixOptions,
     _sample,
@@ -65,18 +66,6 @@ def _schedule_arg(name: str, value: Any, low: float, high: float | None = None) 
         shown = value if not isinstance(value, Schedule) else f"{value!r} (range {smallest:g}..{largest:g})"
         raise ConfigurationError(f"{_OWNER}: `{name}` must be {bounds}, got {shown}.")
     return schedule
-
-
-def _minmax_arg(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise fail(_OWNER, "cutmix_minmax", value, "None or a (min, max) pair of image fractions")
-    low = check_range(_OWNER, "cutmix_minmax", value[0], 0.0, 1.0, low_open=True)
-    high = check_range(_OWNER, "cutmix_minmax", value[1], 0.0, 1.0, low_open=True)
-    if high <= low:
-        raise fail(_OWNER, "cutmix_minmax", list(value), "a (min, max) pair with 0 < min < max <= 1")
-    return low, high
 
 
 def _callbacks(trainer: pl.Trainer) -> list[Callback]:
@@ -231,7 +220,7 @@ class MixupDataModule(pl.LightningDataModule):
         self.num_classes = check_int(_OWNER, "num_classes", num_classes, 2)
         self.mixup_alpha = _schedule_arg("mixup_alpha", mixup_alpha, 0.0)
         self.cutmix_alpha = _schedule_arg("cutmix_alpha", cutmix_alpha, 0.0)
-        self.cutmix_minmax = _minmax_arg(cutmix_minmax)
+        self.cutmix_minmax = _check_minmax(_OWNER, cutmix_minmax)
         self.prob = _schedule_arg("prob", prob, 0.0, 1.0)
         self.switch_prob = check_range(_OWNER, "switch_prob", switch_prob, 0.0, 1.0)
         self.mode: str = check_choice(_OWNER, "mode", mode, MIX_MODES)

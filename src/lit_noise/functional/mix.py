@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from lit_noise._host_random import HostRandom
+from lit_noise._validation import check_range, fail
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.targets import label_smoothing
 from lit_noise.soft_labels import soft
@@ -298,6 +299,12 @@ def cutmix_boxes(
         >>> box_lam(boxes, 8, 8) >= torch.tensor([0.75, 1.0])  # 4x4 = 16 pixels at most, then none
         tensor([True, True])
     """
+    if minmax is None and lam.numel() and not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ConfigurationError(
+            f"cutmix_boxes: `lam` must lie in [0, 1] (a box's side is sqrt(1 - lam) of the image), got"
+            f" values from {lam.min().item():g} to {lam.max().item():g}."
+        )
+    minmax = _check_minmax("cutmix_boxes", minmax)
     rows = 2 if minmax is None else 4
     u = torch.rand((rows, *lam.shape), generator=generator, device=lam.device, dtype=torch.float64)
     return _as_boxes(_box_corners(lam.to(torch.float64), u, height, width, minmax))
@@ -441,7 +448,8 @@ def mix_batch(
     synchronisation. Box coordinates are clipped to the image (``[0, H]`` and ``[0, W]``; unlike
     slicing, a negative one counts as 0). The inputs are not modified (an unmixed batch is returned
     as it is); pixels of unmixed samples and outside the boxes are returned bit for bit
-    (``torch.lerp`` is exact at weights 0 and 1). Mixup needs floating inputs; CutMix alone works on any dtype.
+    (``torch.lerp`` is exact at weights 0 and 1). Mixup needs floating inputs; CutMix alone works
+    on any dtype.
 
     Args:
         x: inputs ``(B, ...)``; for CutMix at least ``(B, H, W)``.
@@ -483,7 +491,8 @@ def mix_batch(
         and (boxes is None or host_box)
     ):
         cut = boxes is not None and (use_cutmix is None or bool(host_choice))
-        if cut:  # clipped to the image as the per-sample path clips (a view past the edge would wrap)
+        if cut and host_box is not None:
+            # Clipped to the image, as the per-sample path clips: a view past the edge would wrap.
             top, bottom, left, right = (int(v) for v in host_box)
             height, width = x.shape[-2], x.shape[-1]
             host_box = [
@@ -928,6 +937,7 @@ def sample_mix_params(
     """
     if mode not in MIX_MODES:
         raise ConfigurationError(f"sample_mix_params: `mode` must be one of {MIX_MODES}, got {mode!r}.")
+    cutmix_minmax = _check_minmax("sample_mix_params", cutmix_minmax)
     use_cut = cutmix_alpha > 0.0 or cutmix_minmax is not None
     size: tuple[int, int] | None = None
     if spatial_size is not None and len(spatial_size) == 2:
@@ -942,6 +952,19 @@ def sample_mix_params(
         device = generator.device
     options = _MixOptions(mixup_alpha, cutmix_alpha, cutmix_minmax, prob, switch_prob, correct_lam, size)
     return _sample(batch_size, generator, device, mode, options, host_generator)
+
+
+def _check_minmax(owner: str, value: Any) -> tuple[float, float] | None:
+    """``cutmix_minmax`` checked: ``None`` or ``(min, max)`` fractions with ``0 < min < max <= 1``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise fail(owner, "cutmix_minmax", value, "None or a (min, max) pair of image fractions")
+    low = check_range(owner, "cutmix_minmax", value[0], 0.0, 1.0, low_open=True)
+    high = check_range(owner, "cutmix_minmax", value[1], 0.0, 1.0, low_open=True)
+    if high <= low:
+        raise fail(owner, "cutmix_minmax", list(value), "a (min, max) pair with 0 < min < max <= 1")
+    return low, high
 
 
 def _host_generator_error(owner: str, mode: str) -> ConfigurationError:
