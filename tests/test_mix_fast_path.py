@@ -621,6 +621,21 @@ def test_soft_returns_a_fresh_tensor(classes: int) -> None:
     assert torch.equal(soft(torch.arange(classes), classes), torch.eye(classes))
 
 
+def test_a_distribution_of_another_width_than_num_classes_is_refused() -> None:
+    """soft() and one_hot_smooth() took the distribution's width and spread smoothing over it."""
+    probs = torch.tensor([[0.2, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    dense = torch.full((2, 3, 5), 1 / 3)
+    for target in (probs, SoftLabels(probs), dense):
+        width = r"the target distribution has 3 classes \(dim 1 of shape \(2, 3(, 5)?\)\)\.$"
+        with pytest.raises(ConfigurationError, match=r"^soft: `num_classes` is 10, but " + width):
+            soft(target, 10)
+        with pytest.raises(ConfigurationError, match=r"^soft: `num_classes` is 10, but " + width):
+            one_hot_smooth(target, 10, smoothing=0.1)
+        assert soft(target, 3) is (target.soft if isinstance(target, SoftLabels) else target)
+        assert soft(target) is soft(target, 3)
+    torch.testing.assert_close(one_hot_smooth(probs, 3, smoothing=0.3), probs * 0.7 + 0.1)
+
+
 def test_batch_mode_cutmix_lam_follows_each_batch_image_size() -> None:
     """The draw's options are cached per resolved values and image size: a new size gets new boxes."""
     dm = _datamodule(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=5)

@@ -454,6 +454,30 @@ def test_label_noise_on_tokens_leaves_padding_untouched(kind: str, pad: int) -> 
         assert (labels[~padding] != hard[~padding]).all()
 
 
+@pytest.mark.parametrize("kind", list(NOISES))
+def test_a_plain_distribution_has_no_padding_so_ignore_index_leaves_none_of_its_rows_alone(kind: str) -> None:
+    """ignore_index=0 is a class of a plain distribution's argmax, not padding (torch's rule too).
+
+    Rows whose argmax was class 0 were left unnoised. Oracles: the smoothing formula written out,
+    and for the flips with p = 1 every row's argmax moves (no diagonal in the transition matrix).
+    """
+    probs = torch.softmax(torch.randn(64, V, generator=gen(5)), dim=1)
+    probs[:16] = F.one_hot(torch.zeros(16, dtype=torch.long), V).float()  # argmax class 0
+    noise = TargetNoise(NOISES[kind](), num_classes=V, ignore_index=0, seed=0).noise
+    noisy = noise(probs, generator=gen(4))
+    assert type(noisy) is Tensor
+    if kind == "smoothing":
+        torch.testing.assert_close(noisy, probs * 0.7 + 0.3 / V)
+    else:
+        assert (noisy.argmax(1) != probs.argmax(1)).all()
+    # SoftLabels carry hard labels, which do mark padding: those rows are kept.
+    hard = torch.tensor([0, 2, 0, 3])
+    labelled = SoftLabels(F.one_hot(hard, V).float(), hard)
+    kept = noise(labelled, generator=gen(4))
+    kept_soft = kept.soft if isinstance(kept, SoftLabels) else F.one_hot(kept.long(), V).float()
+    assert torch.equal(kept_soft[hard == 0], labelled.soft[hard == 0])
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -700,8 +700,9 @@ class SoftLabels(Tensor):
 def soft(y: Tensor, num_classes: int | None = None, ignore_index: int | None = None) -> Tensor:
     """The class distribution behind a target: one-hot for indices, ``.soft`` for SoftLabels.
 
-    Plain float ``(B, C)`` targets are returned as they are. Labels equal to ``ignore_index`` get
-    zero rows (other labels outside ``[0, C)`` are an error).
+    Plain float ``(B, C)`` targets are returned as they are (a ``num_classes`` other than their
+    ``C`` is an error). Class indices equal to ``ignore_index`` get zero rows (other labels outside
+    ``[0, C)`` are an error); a distribution keeps its own rows.
 
     Example:
         >>> soft(torch.tensor([1, 0]), num_classes=3)
@@ -717,10 +718,16 @@ def soft(y: Tensor, num_classes: int | None = None, ignore_index: int | None = N
             ignored = y == ignore_index
             labels = y.masked_fill(ignored, 0)
     else:
-        if isinstance(y, SoftLabels):
-            return y.soft
-        if y.is_floating_point() and y.ndim >= 2:
-            return y
+        distribution = (
+            y.soft if isinstance(y, SoftLabels) else y if y.is_floating_point() and y.ndim >= 2 else None
+        )
+        if distribution is not None:
+            if num_classes is not None and distribution.shape[1] != num_classes:
+                raise ConfigurationError(
+                    f"soft: `num_classes` is {num_classes}, but the target distribution has"
+                    f" {distribution.shape[1]} classes (dim 1 of shape {tuple(distribution.shape)})."
+                )
+            return distribution
         if y.is_floating_point() or y.dtype == torch.bool:
             raise ConfigurationError(
                 f"soft: `y` must be integer class indices, SoftLabels or a (B, C) float tensor,"

@@ -49,7 +49,10 @@ class LabelNoise(Noise):
     Labels equal to ``ignore_index`` are left untouched (their rows are zeros in a produced
     distribution), and the losses on :class:`SoftLabels` leave them out exactly as they do for hard
     targets. Plain ``"probs"`` cannot say which positions to leave out: torch averages over all of
-    them (the ignored ones contributing 0).
+    them (the ignored ones contributing 0). An incoming plain ``(B, C, ...)`` distribution has no
+    label that marks padding (its argmax is a class), so all of its rows are noised, as
+    ``F.cross_entropy`` applies ``ignore_index`` to class indices only; a :class:`SoftLabels`
+    target's hard labels do mark it.
 
     Args:
         num_classes: number of classes; may instead be given to :class:`~lit_noise.TargetNoise`.
@@ -155,9 +158,9 @@ class LabelNoise(Noise):
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         if type(x) is Tensor and x.dtype in _INDEX_DTYPES:  # plain class indices (fast path)
             if not self.makes_distribution:
-                flipped = self._flip(x, params, generator)
+                flipped = self._flip(x, params, generator, self.ignore_index)
                 return flipped if flipped.dtype == x.dtype else flipped.to(x.dtype)
-            labels, distribution = self._noise(x, None, params, generator)
+            labels, distribution = self._noise(x, None, params, generator, self.ignore_index)
             if distribution is not None:
                 if self.target_format == "probs":
                     return distribution
@@ -169,7 +172,10 @@ class LabelNoise(Noise):
         was_soft = as_probs or isinstance(x, SoftLabels)
         labels = x.argmax(dim=1) if as_probs else (x.hard if isinstance(x, SoftLabels) else x)
         distribution = soft(x) if was_soft else None
-        labels, distribution = self._noise(labels, distribution, params, generator)
+        # A plain distribution has no label that marks padding (its argmax is a class), so
+        # `ignore_index` leaves none of its rows alone, as for F.cross_entropy's probability targets.
+        ignore_index = None if as_probs else self.ignore_index
+        labels, distribution = self._noise(labels, distribution, params, generator, ignore_index)
         if distribution is None:
             # Flipped integer labels keep their dtype (int32 / uint8 labels stay so).
             return labels if labels.dtype == x.dtype else labels.to(x.dtype)
@@ -183,17 +189,28 @@ class LabelNoise(Noise):
         distribution: Tensor | None,
         params: dict[str, float],
         generator: torch.Generator | None,
+        ignore_index: int | None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Noisy ``(labels, distribution)``; ``distribution`` is ``None`` for plain indices."""
+        """Noisy ``(labels, distribution)``; ``distribution`` is ``None`` for plain indices.
+
+        Labels equal to ``ignore_index`` (the noise's own, or ``None`` for a plain distribution)
+        are left alone.
+        """
         assert self.num_classes is not None
-        flipped = self._flip(labels, params, generator)
+        flipped = self._flip(labels, params, generator, ignore_index)
         if distribution is None:
             return flipped, None
         changed = (flipped != labels).unsqueeze(1)  # never at ignored positions
-        one_hot = soft(flipped, self.num_classes, self.ignore_index).to(distribution.dtype)
+        one_hot = soft(flipped, self.num_classes, ignore_index).to(distribution.dtype)
         return flipped, torch.where(changed, one_hot, distribution)
 
-    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+    def _flip(
+        self,
+        labels: Tensor,
+        params: dict[str, float],
+        generator: torch.Generator | None,
+        ignore_index: int | None,
+    ) -> Tensor:
         raise NotImplementedError
 
 
@@ -251,12 +268,13 @@ class LabelSmoothing(LabelNoise):
         distribution: Tensor | None,
         params: dict[str, float],
         generator: torch.Generator | None,
+        ignore_index: int | None,
     ) -> tuple[Tensor, Tensor | None]:
         if distribution is None:
             assert self.num_classes is not None
-            return labels, LF.smooth_one_hot(labels, self.num_classes, params["eps"], None, self.ignore_index)
+            return labels, LF.smooth_one_hot(labels, self.num_classes, params["eps"], None, ignore_index)
         smoothed = LF.label_smoothing(distribution, params["eps"])
-        ignored = _ignore_mask(labels, self.ignore_index)
+        ignored = _ignore_mask(labels, ignore_index)
         return labels, smoothed if ignored is None else torch.where(
             ignored.unsqueeze(1), distribution, smoothed
         )
@@ -283,9 +301,15 @@ class _RateFlip(LabelNoise):
         self._param("p", p, low=0.0, high=1.0)
 
     @override
-    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+    def _flip(
+        self,
+        labels: Tensor,
+        params: dict[str, float],
+        generator: torch.Generator | None,
+        ignore_index: int | None,
+    ) -> Tensor:
         assert self.num_classes is not None
-        return self._flip_labels(labels, params["p"], self.num_classes, generator, self.ignore_index)
+        return self._flip_labels(labels, params["p"], self.num_classes, generator, ignore_index)
 
 
 class SymmetricFlip(_RateFlip):
@@ -361,12 +385,19 @@ class TransitionMatrix(LabelNoise):
     def resolve(self, clock: Any = None, scale: float = 1.0) -> dict[str, float]:
         return {"scale": min(max(scale, 0.0), 1.0)}
 
-    def _flip(self, labels: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
+    @override
+    def _flip(
+        self,
+        labels: Tensor,
+        params: dict[str, float],
+        generator: torch.Generator | None,
+        ignore_index: int | None,
+    ) -> Tensor:
         table = self.matrix
         if params["scale"] != 1.0:
             eye = torch.eye(len(table), dtype=table.dtype)
             table = (1.0 - params["scale"]) * eye + params["scale"] * table
-        return LF.transition_flip(labels, table, generator, self.ignore_index)
+        return LF.transition_flip(labels, table, generator, ignore_index)
 
     def _public_args(self) -> dict[str, Any]:
         return {
