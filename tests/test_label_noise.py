@@ -311,6 +311,25 @@ def test_narrow_label_dtypes_match_ignore_index_by_value() -> None:
     assert soft(y, 200, ignore_index=300)[0, 44].item() == 1.0  # the one-hot rows of SoftLabels too
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.int64])
+def test_symmetric_flip_returns_the_labels_it_does_not_flip_as_they_are(dtype: torch.dtype) -> None:
+    """Only the drawn positions change: out-of-range labels are not folded into [0, C) (5 -> 2), and
+    the labels keep their dtype, as pair_flip's do. The oracle redraws the same numbers by hand."""
+    y = torch.tensor([5, 7, 1, 0, 2, 9] * 50, dtype=dtype)
+    p, classes = 0.4, 3
+    out = LF.symmetric_flip(y, p, classes, gen(8))
+    reference = gen(8)
+    offset = torch.randint(
+        1, classes, y.shape, generator=reference, dtype=torch.int64 if dtype != torch.int32 else dtype
+    )
+    flip = torch.rand(y.shape, generator=reference) < p
+    expected = [(int(v) + int(o)) % classes if f else int(v) for v, o, f in zip(y, offset, flip, strict=True)]
+    assert out.dtype == dtype
+    assert out.tolist() == expected
+    assert 0 < int(flip.sum()) < len(y)
+    assert LF.pair_flip(y, p, classes, gen(8)).dtype == dtype
+
+
 def test_ignored_labels_off_the_cpu_are_masked_without_a_host_sync() -> None:
     y = torch.zeros(4, 3, dtype=torch.long, device="meta")  # reading a value (int(y.min())) would raise
     assert LF.smooth_one_hot(y, 5, 0.1, ignore_index=-100).shape == (4, 5, 3)

@@ -102,8 +102,9 @@ def symmetric_flip(
     """With probability ``p`` replace each label by a uniformly random *other* class.
 
     Each label draws an offset uniform in ``1 .. C - 1`` (added modulo ``C``, so every other class
-    is equally likely) and a uniform ``u``; the offset is dropped where ``u >= p``. Six tensor
-    operations, no Python loop. Labels equal to ``ignore_index`` are kept.
+    is equally likely) and a uniform ``u``; the label is flipped where ``u < p``. Six tensor
+    operations, no Python loop. Labels equal to ``ignore_index``, and the labels not flipped, are
+    returned as they are (in the labels' dtype).
 
     Example:
         >>> y = torch.zeros(100_000, dtype=torch.long)
@@ -115,13 +116,16 @@ def symmetric_flip(
     """
     if p <= 0.0:
         return y.clone()
-    if y.dtype not in (torch.int64, torch.int32):
-        y = y.long()  # narrow integer labels would overflow in y + offset
-    offset = _randint(y, 1, num_classes, generator)
-    offset.masked_fill_(_rand(y, generator, torch.float32) >= p, 0)
-    flipped = offset.add_(y).remainder_(num_classes)
+    # Narrow integer labels would overflow in y + offset: they are added as int64.
+    labels = y if y.dtype in (torch.int64, torch.int32) else y.long()
+    offset = _randint(labels, 1, num_classes, generator)
+    flip = _rand(labels, generator, torch.float32) < p
+    flipped = offset.add_(labels).remainder_(num_classes)
     ignored = _ignore_mask(y, ignore_index)
-    return flipped if ignored is None else torch.where(ignored, y, flipped)
+    if ignored is not None:
+        flip &= ~ignored
+    out = torch.where(flip, flipped, labels)
+    return out if out.dtype == y.dtype else out.to(y.dtype)
 
 
 def pair_flip(
