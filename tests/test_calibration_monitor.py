@@ -560,6 +560,33 @@ def test_forward_that_needs_more_than_the_input_is_a_clear_error_and_forward_fn_
     assert values[0] == values[1] == {k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS}
 
 
+def test_a_forward_fn_the_monitor_does_not_call_warns_once(make_trainer: MakeTrainer) -> None:
+    """The example Classifier's steps return logits, which the monitor reads: forward_fn is unused."""
+    calls: list[int] = []
+
+    def forward_fn(module: pl.LightningModule, x: Tensor) -> Tensor:
+        calls.append(1)
+        out: Tensor = module(x) * 100.0
+        return out
+
+    monitor = CalibrationMonitor(10, log_figures=False, forward_fn=forward_fn)
+    pl.seed_everything(0, verbose=False)
+    with pytest.warns(UserWarning, match="forward_fn") as record:
+        trainer = _fit(make_trainer, Classifier(), monitor, max_epochs=2)
+    ours = [str(w.message) for w in record if str(w.message).startswith("CalibrationMonitor:")]
+    assert ours == [
+        "CalibrationMonitor: `forward_fn` is not called, because the val step returns logits and the"
+        " monitor reads those. Drop `forward_fn`, or return no logits from the step for the monitor to"
+        " run it."
+    ]
+    assert calls == []
+    pl.seed_everything(0, verbose=False)
+    plain = _fit(make_trainer, Classifier(), CalibrationMonitor(10, log_figures=False), max_epochs=2)
+    assert {k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS} == {
+        k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS
+    }
+
+
 def test_without_matplotlib_figures_are_refused_and_log_figures_false_runs(
     make_trainer: MakeTrainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

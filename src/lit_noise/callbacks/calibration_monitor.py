@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,6 +116,7 @@ class CalibrationMonitor(MonitorHooks):
         forward_fn: how to get logits when the step returns none: ``None`` for
             ``pl_module(x)``, the name of a method of the module, or a callable
             ``f(pl_module, x) -> logits`` (for models whose ``forward`` needs more than the input).
+            Given while the step returns logits, it is not called (a one-time warning says so).
         summaries: W&B run-summary rules, metric -> ``"min"``, ``"max"``, ... (``define_metric``);
             ``None``: the lowest ``val/cal/ece`` (when ``"val"`` is monitored). Add
             ``{"val/acc": "max"}`` and so on to summarise your own metrics too; no other metric's
@@ -171,6 +173,7 @@ class CalibrationMonitor(MonitorHooks):
         if self.log_figures:
             require("matplotlib", owner, "log_figures=True (pass log_figures=False to run without figures)")
         self.forward_fn = check_forward_fn(owner, forward_fn)
+        self._warned_forward_fn = False
         self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
         own = {"val/cal/ece": "min"} if "val" in self.stages else {}
         self._summaries = own if self.summaries is None else self.summaries
@@ -215,6 +218,15 @@ class CalibrationMonitor(MonitorHooks):
         owner = type(self).__name__
         self._inspected = True
         logits = step_logits(outputs)
+        if logits is not None and self.forward_fn is not None and not self._warned_forward_fn:
+            self._warned_forward_fn = True
+            warnings.warn(
+                f"{owner}: `forward_fn` is not called, because the {stage} step returns logits and"
+                " the monitor reads those. Drop `forward_fn`, or return no logits from the step for"
+                " the monitor to run it.",
+                UserWarning,
+                stacklevel=2,
+            )
         if logits is None:  # the step returned no logits: run the forward as the step would (precision)
             plugin = trainer.precision_plugin
             context = plugin.val_step_context() if stage == "val" else plugin.test_step_context()
