@@ -41,6 +41,7 @@ from lit_noise import (
     Mask,
     MixupDataModule,
     NegativeLogLikelihood,
+    NoiseController,
     NoiseLayerSchedule,
     PairFlip,
     Piecewise,
@@ -57,7 +58,8 @@ from lit_noise import (
     WeightNoise,
     corrupt,
 )
-from lit_noise.examples import DigitsDataModule
+from lit_noise.examples import DigitsDataModule, build_backbone
+from lit_noise.functional import sample_mix_params
 from lit_noise.metrics import (
     adaptive_calibration_error,
     brier_score,
@@ -454,6 +456,42 @@ CASES: list[tuple[str, Build, str, str, str]] = [
         "corrupt",
         "value_range",
         "(1.0, 0.0)",
+    ),
+    # Settings that could not take effect (each was silently unused).
+    (
+        "TargetNoise num_classes",
+        lambda: TargetNoise(Gaussian(0.1), num_classes=10),
+        "TargetNoise",
+        "num_classes",
+        "10",
+    ),
+    (
+        "NoiseController gap",
+        lambda: NoiseController(gap=0.1, log_figures=False),
+        "NoiseController",
+        "gap",
+        "0.1",
+    ),
+    (
+        "sample_mix_params cutmix_minmax",
+        lambda: sample_mix_params(4, mode="elem", cutmix_minmax=(0.5, 1.5), spatial_size=(8, 8)),
+        "sample_mix_params",
+        "cutmix_minmax",
+        "1.5",
+    ),
+    (
+        "sample_mix_params host_generator",
+        lambda: sample_mix_params(4, mode="elem", host_generator=torch.Generator()),
+        "sample_mix_params",
+        "host_generator",
+        "'elem'",
+    ),
+    (
+        "build_backbone kind",
+        lambda: build_backbone("resnet", (1, 8, 8), 10, 16),
+        "build_backbone",
+        "kind",
+        "'resnet'",
     ),
 ]
 

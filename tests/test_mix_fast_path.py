@@ -238,8 +238,8 @@ def test_a_host_generator_in_a_mode_that_draws_nothing_on_the_host_is_an_error(
 ) -> None:
     """Modes "pair" and "elem" draw everything from `generator`: a host generator would be ignored."""
     expected = (
-        rf"^sample_mix_params: `host_generator` is read in mode 'batch' only \(its single draw is made on"
-        rf" the host\); mode '{mode}' makes every draw from `generator`, so pass host_generator=None\.$"
+        rf"^sample_mix_params: `host_generator` must be None in mode '{mode}', which makes every draw"
+        r" from `generator` \(only mode 'batch' draws on the host\)\.$"
     )
     with pytest.raises(ConfigurationError, match=expected):
         sample_mix_params(8, torch.Generator().manual_seed(0), mode=mode, host_generator=host_generator)

@@ -180,8 +180,8 @@ def test_mix_tensors_refuses_a_host_generator_that_its_mode_would_not_read(mode:
     values = {"mixup_alpha": 1.0, "cutmix_alpha": 0.0, "prob": 1.0, "label_smoothing": 0.0}
     with pytest.raises(
         ConfigurationError,
-        match=rf"^MixupDataModule.mix_tensors: `host_generator` is read in mode 'batch' only .*"
-        rf" mode '{mode}' makes every draw",
+        match=rf"^MixupDataModule.mix_tensors: `host_generator` must be None in mode '{mode}', which makes"
+        r" every draw",
     ):
         dm.mix_tensors(x, y, values, torch.Generator().manual_seed(0), HostRandom(0))
     x_mixed, _, params = dm.mix_tensors(x, y, values, torch.Generator().manual_seed(0))

@@ -21,10 +21,13 @@ __all__ = ["ClassificationSteps", "Classifier", "build_backbone"]
 def build_backbone(kind: str, input_shape: Sequence[int], num_classes: int, hidden: int) -> nn.Module:
     """An MLP (flatten, two hidden layers) or a small CNN (two conv blocks) producing logits.
 
+    ``kind`` is ``"mlp"`` or ``"cnn"`` (another name is a :class:`~lit_noise.ConfigurationError`).
+
     Example:
         >>> build_backbone("cnn", (1, 8, 8), 10, 32)(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
+    check_choice("build_backbone", "kind", kind, ("mlp", "cnn"))
     channels, *spatial = input_shape
     features = channels
     for size in spatial:

@@ -970,8 +970,8 @@ def _check_minmax(owner: str, value: Any) -> tuple[float, float] | None:
 def _host_generator_error(owner: str, mode: str) -> ConfigurationError:
     """The error for a ``host_generator`` given to a mode that makes no draw on the host."""
     return ConfigurationError(
-        f"{owner}: `host_generator` is read in mode 'batch' only (its single draw is made on the host);"
-        f" mode {mode!r} makes every draw from `generator`, so pass host_generator=None."
+        f"{owner}: `host_generator` must be None in mode {mode!r}, which makes every draw from"
+        " `generator` (only mode 'batch' draws on the host)."
     )
 
 
