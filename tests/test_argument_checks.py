@@ -59,7 +59,7 @@ from lit_noise import (
     corrupt,
 )
 from lit_noise.examples import DigitsDataModule, build_backbone
-from lit_noise.functional import sample_mix_params
+from lit_noise.functional import mix_batch, sample_mix_params
 from lit_noise.metrics import (
     adaptive_calibration_error,
     brier_score,
@@ -485,6 +485,15 @@ CASES: list[tuple[str, Build, str, str, str]] = [
         "sample_mix_params",
         "host_generator",
         "'elem'",
+    ),
+    (
+        "mix_batch use_cutmix",
+        lambda: mix_batch(
+            torch.zeros(2, 1, 4, 4), torch.eye(2), 0.5, torch.tensor([1, 0]), torch.tensor([True])
+        ),
+        "mix_batch",
+        "use_cutmix",
+        "`boxes` is None",
     ),
     (
         "build_backbone kind",

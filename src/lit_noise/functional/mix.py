@@ -456,7 +456,7 @@ def mix_batch(
         y_soft: targets as ``(B, C)`` distributions (see :func:`one_hot_smooth`).
         lam: own-sample weight, a number or a tensor of 1 or ``B`` values.
         index: ``(B,)`` partner indices.
-        use_cutmix: ``(1,)`` or ``(B,)`` booleans, or ``None``.
+        use_cutmix: ``(1,)`` or ``(B,)`` booleans, or ``None`` (it needs ``boxes``).
         boxes: ``(top, bottom, left, right)`` or a ``(1 or B, 4)`` integer tensor, or ``None``.
 
     Returns:
@@ -477,6 +477,11 @@ def mix_batch(
     """
     batch_size = x.shape[0]
     _check_index(index, batch_size)
+    if use_cutmix is not None and boxes is None:
+        raise ConfigurationError(
+            "mix_batch: `use_cutmix` must be None when `boxes` is None (CutMix pastes the boxes; without"
+            " them every sample is mixed up)."
+        )
     if boxes is not None and x.ndim < 3:
         raise ConfigurationError(
             "cutmix: the inputs need two spatial dimensions, (B, H, W) or (B, C, H, W), got shape"
