@@ -53,6 +53,7 @@ from lit_noise import (
     Step,
     SymmetricFlip,
     TargetNoise,
+    TemperatureScaling,
     TransitionMatrix,
     Uniform,
     WeightNoise,
@@ -494,6 +495,13 @@ CASES: list[tuple[str, Build, str, str, str]] = [
         "mix_batch",
         "use_cutmix",
         "`boxes` is None",
+    ),
+    (
+        "TemperatureScaling module",
+        lambda: TemperatureScaling(apply_at=(), module="net"),
+        "TemperatureScaling",
+        "module",
+        "'net'",
     ),
     (
         "build_backbone kind",

@@ -143,6 +143,8 @@ class TemperatureScaling(Callback):
         self.apply_at = tuple(dict.fromkeys(str(stage) for stage in apply_at))
         if module is not None and (not isinstance(module, str) or not module):
             raise fail(owner, "module", module, "None or the dotted name of a submodule, e.g. 'net'")
+        if module is not None and not self.apply_at:
+            raise fail(owner, "module", module, "None with apply_at=() (the temperature is applied nowhere)")
         self.module = module
         self.input_key = input_key
         self.target_key = target_key
