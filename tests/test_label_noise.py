@@ -330,6 +330,23 @@ def test_symmetric_flip_returns_the_labels_it_does_not_flip_as_they_are(dtype: t
     assert LF.pair_flip(y, p, classes, gen(8)).dtype == dtype
 
 
+@pytest.mark.parametrize("kind", ["smoothing", "flip"])
+def test_writing_into_the_noisy_target_leaves_the_input_alone(kind: str) -> None:
+    """SoftLabels support label writes; the result's hard labels must not share the input's memory."""
+    noise = (
+        LabelSmoothing(eps=0.1, num_classes=4) if kind == "smoothing" else SymmetricFlip(p=0.0, num_classes=4)
+    )
+    for given in (
+        torch.tensor([[3, 1, 2]]),
+        torch.tensor([3, 1, 2, 0]),
+        SoftLabels(torch.eye(4)[[3, 1]], torch.tensor([3, 1])),
+    ):
+        before = given.clone() if not isinstance(given, SoftLabels) else given.hard.clone()
+        out = noise(given, generator=gen(0))
+        out[out == 1] = -100
+        assert torch.equal(given.hard if isinstance(given, SoftLabels) else given, before)
+
+
 def test_ignored_labels_off_the_cpu_are_masked_without_a_host_sync() -> None:
     y = torch.zeros(4, 3, dtype=torch.long, device="meta")  # reading a value (int(y.min())) would raise
     assert LF.smooth_one_hot(y, 5, 0.1, ignore_index=-100).shape == (4, 5, 3)

@@ -164,9 +164,15 @@ class LabelNoise(Noise):
             if distribution is not None:
                 if self.target_format == "probs":
                     return distribution
-                return SoftLabels._wrap(
-                    distribution, labels if labels.dtype == torch.int64 else labels.long()
+                # The hard labels are a copy: a write into the result must not reach the input.
+                hard = (
+                    labels.long()
+                    if labels.dtype != torch.int64
+                    else labels.clone()
+                    if labels is x
+                    else labels
                 )
+                return SoftLabels._wrap(distribution, hard)
             return labels if labels.dtype == x.dtype else labels.to(x.dtype)
         as_probs = x.is_floating_point() and not isinstance(x, SoftLabels)
         was_soft = as_probs or isinstance(x, SoftLabels)
@@ -175,13 +181,14 @@ class LabelNoise(Noise):
         # A plain distribution has no label that marks padding (its argmax is a class), so
         # `ignore_index` leaves none of its rows alone, as for F.cross_entropy's probability targets.
         ignore_index = None if as_probs else self.ignore_index
+        given = labels
         labels, distribution = self._noise(labels, distribution, params, generator, ignore_index)
         if distribution is None:
             # Flipped integer labels keep their dtype (int32 / uint8 labels stay so).
             return labels if labels.dtype == x.dtype else labels.to(x.dtype)
         if as_probs or self.target_format == "probs":
             return distribution
-        return SoftLabels(distribution, labels)
+        return SoftLabels(distribution, labels.clone() if labels is given and not as_probs else labels)
 
     def _noise(
         self,
