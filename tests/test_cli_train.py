@@ -134,6 +134,7 @@ def test_seed_zero_is_a_seed(tmp_path):
         (["callbacks.robustness_monitor.severities=[0]"], ["`callbacks.robustness_monitor`", "severities"]),
         (["data.batch_size=0"], ["`data`", "batch_size"]),
         (["seed=abc"], ["`seed`", "abc"]),
+        (["resume=true", "ckpt_path=/no/such.ckpt"], ["`resume` must be false when `ckpt_path` is given"]),
     ],
 )
 def test_bad_input_stops_before_training(tmp_path, overrides, patterns):

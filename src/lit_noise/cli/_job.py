@@ -86,6 +86,11 @@ def _ckpt_path(cfg: DictConfig, checkpoint: ModelCheckpoint | None) -> str | Non
     """The checkpoint to resume from: ``ckpt_path``, or with ``resume=true`` this job's last.ckpt."""
     path = cfg.get("ckpt_path")
     if path is not None:
+        if cfg.get("resume"):
+            raise ConfigurationError(
+                f"{APP}: `resume` must be false when `ckpt_path` is given (it names the checkpoint to"
+                " resume from; resume=true resumes from this job's last.ckpt); got resume=true."
+            )
         if not Path(str(path)).is_file():
             raise ConfigurationError(f"{APP}: `ckpt_path` must be an existing checkpoint file, got {path!r}.")
         return str(path)
