@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -636,6 +637,47 @@ def test_bad_arguments_are_refused_at_construction(kwargs: dict[str, Any], match
     arguments: dict[str, Any] = {"datamodule": DigitsDataModule(), **kwargs}
     with pytest.raises(ConfigurationError, match=match):
         MixupDataModule(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "unread"),
+    [
+        (
+            {"cutmix_alpha": 1.0, "cutmix_minmax": (0.2, 0.8)},
+            ["`cutmix_alpha` is not read with `cutmix_minmax`"],
+        ),
+        ({"cutmix_minmax": (0.2, 0.8), "correct_lam": False}, ["`correct_lam=False` has no effect"]),
+        ({"mixup_alpha": 0.2, "correct_lam": False}, ["`correct_lam` is read only with CutMix"]),
+        ({"mixup_alpha": 0.2, "switch_prob": 0.9}, ["`switch_prob` (0.9) is read only when both"]),
+        ({"mixup_alpha": 0.0, "cutmix_alpha": 1.0, "switch_prob": 0.1}, ["`switch_prob` (0.1) is read only"]),
+        (
+            {
+                "cutmix_alpha": Linear(start=0.0, end=1.0, until=1.0),
+                "cutmix_minmax": (0.2, 0.8),
+                "correct_lam": False,
+            },
+            ["`cutmix_alpha` is not read", "`correct_lam=False` has no effect"],
+        ),
+    ],
+)
+def test_a_setting_the_others_leave_unread_warns_once_at_construction(
+    kwargs: dict[str, Any], unread: list[str]
+) -> None:
+    """What the sampler would ignore, as timm's Mixup does, is said when the module is built."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MixupDataModule(DigitsDataModule(), **kwargs)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == len(unread), messages
+    for message, start in zip(messages, unread, strict=True):
+        assert message.startswith(f"MixupDataModule: {start}"), message
+    for settings in (
+        {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "switch_prob": 0.9},
+        {"cutmix_minmax": (0.2, 0.8)},
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            MixupDataModule(DigitsDataModule(), **settings)  # every setting read: no warning
 
 
 def _labels(values: list[int]) -> torch.Tensor:

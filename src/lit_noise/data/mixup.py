@@ -172,6 +172,10 @@ class MixupDataModule(pl.LightningDataModule):
         scale: the controller's knob, multiplying ``prob`` and ``label_smoothing`` (each clipped to
             1); 0 leaves every batch unmixed and unsmoothed. Saved in checkpoints.
 
+    Settings the others leave unread, as timm's ``Mixup`` leaves them, warn once when the module is
+    built: ``cutmix_alpha`` or ``correct_lam=False`` with ``cutmix_minmax``, ``correct_lam=False``
+    without CutMix, and a ``switch_prob`` other than 0.5 unless both methods are on.
+
     Example:
         >>> import lightning.pytorch as pl
         >>> from lit_noise import Linear, MixupDataModule
@@ -242,6 +246,7 @@ class MixupDataModule(pl.LightningDataModule):
 
         self._mixup_possible = self.mixup_alpha.min_max()[1] > 0.0
         self._cutmix_possible = self.cutmix_minmax is not None or self.cutmix_alpha.min_max()[1] > 0.0
+        self._warn_unread_settings(switch_prob)
         self._constant = all(s.is_constant for s in self._schedules())
         self._resolved: tuple[float, dict[str, float]] | None = None
         self._options: tuple[dict[str, float], tuple[int, int] | None, _MixOptions] | None = None
@@ -268,6 +273,29 @@ class MixupDataModule(pl.LightningDataModule):
             datamodule.allow_zero_length_dataloader_with_multiple_devices
         )
         self._log_hyperparams = datamodule._log_hyperparams
+
+    def _warn_unread_settings(self, switch_prob: float) -> None:
+        """One warning for each setting these settings leave unread (timm's Mixup ignores them too)."""
+        unread = []
+        if self.cutmix_minmax is not None and self.cutmix_alpha.min_max()[1] > 0.0:
+            unread.append(
+                "`cutmix_alpha` is not read with `cutmix_minmax`: the box sides are drawn from cutmix_minmax"
+                " and λ is the pasted area (set cutmix_alpha=0)"
+            )
+        if self.cutmix_minmax is not None and not self.correct_lam:
+            unread.append(
+                "`correct_lam=False` has no effect with `cutmix_minmax`: λ is always the pasted area"
+            )
+        elif not self.correct_lam and not self._cutmix_possible:
+            unread.append("`correct_lam` is read only with CutMix (cutmix_alpha > 0 or cutmix_minmax)")
+        if switch_prob != 0.5 and not (self._mixup_possible and self._cutmix_possible):
+            unread.append(
+                f"`switch_prob` ({switch_prob}) is read only when both mixup and CutMix are on"
+                f" (mixup_alpha {self.mixup_alpha!r}, cutmix_alpha {self.cutmix_alpha!r},"
+                f" cutmix_minmax {self.cutmix_minmax!r})"
+            )
+        for message in unread:
+            warnings.warn(f"{_OWNER}: {message}.", UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ delegation
 
