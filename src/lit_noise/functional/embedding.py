@@ -20,14 +20,18 @@ __all__ = ["neftune", "neftune_padded"]
 def neftune_padded(x: Tensor, alpha: float, generator: torch.Generator | None = None) -> Tensor:
     """``x + U(-m, m)`` with ``m = alpha / sqrt(L * d)``, ``L`` the padded length ``x.shape[1]``.
 
-    One draw of ``x``'s shape and dtype on its device (``Tensor.uniform_``, as TRL draws it).
+    One draw of ``x``'s shape and dtype on its device (``Tensor.uniform_``, as TRL draws it). An
+    empty ``x`` (``L == 0`` or ``d == 0``) comes back as an unchanged copy, as from :func:`neftune`.
 
     Example:
         >>> y = neftune_padded(torch.zeros(2, 4, 25), alpha=5.0, generator=torch.Generator().manual_seed(0))
         >>> bool(y.abs().max() <= 5.0 / (4 * 25) ** 0.5)
         True
     """
-    magnitude = alpha / math.sqrt(x.shape[1] * x.shape[-1])
+    size = x.shape[1] * x.shape[-1]
+    if size == 0:  # no token or no feature: nothing to noise (and no division by zero)
+        return x.clone()
+    magnitude = alpha / math.sqrt(size)
     return x + torch.empty_like(x).uniform_(-magnitude, magnitude, generator=generator)
 
 

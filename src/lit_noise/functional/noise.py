@@ -1,7 +1,14 @@
 """Pure tensor functions that return a noisy copy of a tensor (no Lightning, no state).
 
 Each draws from an explicit ``torch.Generator`` (or torch's global RNG when ``None``) on the
-tensor's device, in the tensor's dtype, with one vectorised draw where one suffices.
+tensor's device, in the tensor's dtype, with one vectorised draw where one suffices. For float16 and
+bfloat16 tensors the uniform draws behind :func:`uniform` and :func:`laplace`, and the signal power
+of :func:`snr`, are float32 (the result is cast back once). Torch makes 16-bit uniforms by rounding
+float32 ones and moving those that round up to the upper bound onto the lower one: biased (mean
+``0.5 - 1 / 512`` for bfloat16 ``rand``) and, with 8 (bfloat16) or 11 (float16) significant bits,
+too coarse near 1 for Laplace tails beyond about ``5 * scale`` (bfloat16); and a float16 square
+overflows above 256. 16-bit Gaussian draws are unbiased as torch makes them (it rounds normal draws
+computed in float32), so they stay in the tensor's dtype.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ __all__ = [
     "speckle",
     "uniform",
 ]
+
+#: Dtypes whose uniform draws and signal powers are computed in float32, then cast back once.
+_HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _like_takes_generator() -> bool:
@@ -70,26 +80,37 @@ def gaussian(x: Tensor, std: float, mean: float = 0.0, generator: torch.Generato
 def uniform(x: Tensor, width: float, generator: torch.Generator | None = None) -> Tensor:
     """``x + U(-width / 2, width / 2)``: zero-mean uniform noise of total ``width``.
 
+    A float16 / bfloat16 ``x`` gets float32 uniforms and a float32 sum, rounded to its dtype once
+    (torch's bfloat16 uniforms on ``[0, 1)`` have mean ``0.5 - 1 / 512``).
+
     Example:
         >>> y = uniform(torch.zeros(1000), width=2.0, generator=torch.Generator().manual_seed(0))
         >>> bool(y.min() >= -1.0 and y.max() < 1.0)
         True
     """
+    if x.dtype in _HALF_PRECISION:
+        return torch.add(x, _rand(x, generator, torch.float32) - 0.5, alpha=width).to(x.dtype)
     return torch.add(x, _rand(x, generator) - 0.5, alpha=width)
 
 
 def laplace(x: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:
     """``x + Laplace(0, scale)`` by inverting the CDF of one uniform draw.
 
+    A float16 / bfloat16 ``x`` gets the float32 draw (tails up to about ``16 * scale``), rounded to its
+    dtype once; uniforms drawn in 16 bits would cut the tails near ``5 * scale`` (bfloat16) and bias
+    the mean.
+
     Example:
         >>> y = laplace(torch.zeros(200_000), scale=1.0, generator=torch.Generator().manual_seed(0))
         >>> round(y.abs().mean().item(), 1)  # E|X| = scale
         1.0
     """
-    u = _rand(x, generator).mul_(2.0).sub_(1.0)
-    tiny = torch.finfo(x.dtype).eps
+    reduced = x.dtype in _HALF_PRECISION
+    u = _rand(x, generator, torch.float32 if reduced else None).mul_(2.0).sub_(1.0)
+    tiny = torch.finfo(u.dtype).eps
     magnitude = torch.log1p(-u.abs().clamp_(max=1.0 - tiny))
-    return torch.addcmul(x, torch.sign(u), magnitude, value=-scale)
+    noisy = torch.addcmul(x, torch.sign(u), magnitude, value=-scale)
+    return noisy.to(x.dtype) if reduced else noisy
 
 
 def salt_and_pepper(
@@ -131,7 +152,9 @@ def snr(x: Tensor, db: float, generator: torch.Generator | None = None) -> Tenso
     """Gaussian noise scaled per sample to a signal-to-noise ratio of ``db`` decibels.
 
     The signal power is the mean square of each sample (over every dimension but the first); the
-    noise has power ``signal / 10 ** (db / 10)``. A silent sample gets no noise.
+    noise has power ``signal / 10 ** (db / 10)``. A silent sample gets no noise. For a float16 /
+    bfloat16 ``x`` the power and the noise std are computed in float32 (a float16 square overflows
+    above 256) and the std is then cast to ``x``'s dtype.
 
     Example:
         >>> x = torch.randn(4, 16_000, generator=torch.Generator().manual_seed(1))
@@ -141,9 +164,11 @@ def snr(x: Tensor, db: float, generator: torch.Generator | None = None) -> Tenso
         [10, 10, 10, 10]
     """
     dims = tuple(range(1, x.ndim))
-    power = x.pow(2).mean(dim=dims, keepdim=True) if dims else x.pow(2)
+    reduced = x.dtype in _HALF_PRECISION
+    signal = x.float() if reduced else x
+    power = signal.pow(2).mean(dim=dims, keepdim=True) if dims else signal.pow(2)
     std = torch.sqrt(power * 10.0 ** (-db / 10.0))
-    return torch.addcmul(x, std, _randn(x, generator))
+    return torch.addcmul(x, std.to(x.dtype) if reduced else std, _randn(x, generator))
 
 
 def mask(x: Tensor, p: float, value: float = 0.0, generator: torch.Generator | None = None) -> Tensor:

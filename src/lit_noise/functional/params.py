@@ -7,8 +7,9 @@ preallocated scratch buffer, viewed as tensors shaped like the chunk's members a
 fused ``torch._foreach_*`` call, so the work per step is a handful of calls whatever the number of
 tensors. The scratch buffer holds one chunk, so adding and later subtracting the same noise
 (replaying the generator) needs no more memory than the largest of ``chunk_numel`` and the largest
-tensor (twice that, transiently, for Laplace draws); keeping a clean copy (``keep_copy=True``) adds
-one copy of the tensors.
+tensor (twice that, transiently, for Laplace draws, and a float32 temporary of the chunk's size for
+the uniform and Laplace draws of float16 / bfloat16 chunks, which are drawn in float32 and rounded);
+keeping a clean copy (``keep_copy=True``) adds one copy of the tensors.
 
 Per-tensor statistics (``stats=True``, for noise relative to each tensor's standard deviation) use a
 second, *blocked* layout of the same chunks: each tensor starts at a multiple of
@@ -179,6 +180,9 @@ def select_names(
 def gaussian_(out: Tensor, std: float, mean: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``out`` with ``mean + std * N(0, 1)`` draws (in place; returns ``out``).
 
+    Float16 / bfloat16 draws are unbiased as torch makes them (it rounds normal draws computed in
+    float32), so they need no float32 detour, unlike :func:`uniform_` and :func:`laplace_`.
+
     Example:
         >>> out = gaussian_(torch.empty(100_000), std=0.5, generator=torch.Generator().manual_seed(0))
         >>> round(out.std().item(), 2)
@@ -190,25 +194,41 @@ def gaussian_(out: Tensor, std: float, mean: float = 0.0, generator: torch.Gener
 def uniform_(out: Tensor, width: float, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``out`` with ``U(-width / 2, width / 2)`` draws (in place; returns ``out``).
 
+    A float16 / bfloat16 ``out`` gets float32 draws (one temporary float32 tensor of its size)
+    rounded into it by ``copy_``, which may give ``±width / 2`` itself: torch's 16-bit ``uniform_``
+    rounds float32 draws too but moves those that round up to ``width / 2`` onto ``-width / 2``, a
+    mean of ``-width / 1024`` in bfloat16.
+
     Example:
         >>> out = uniform_(torch.empty(1000), width=2.0, generator=torch.Generator().manual_seed(0))
         >>> bool(out.min() >= -1.0 and out.max() < 1.0)
         True
     """
     half = 0.5 * width
+    if out.dtype in (torch.float16, torch.bfloat16):
+        draws = torch.empty_like(out, dtype=torch.float32).uniform_(-half, half, generator=generator)
+        return out.copy_(draws)
     return out.uniform_(-half, half, generator=generator)
 
 
 def laplace_(out: Tensor, scale: float, generator: torch.Generator | None = None) -> Tensor:
     """Fill ``out`` with ``Laplace(0, scale)`` draws by inverting the CDF of one uniform draw.
 
-    Needs one temporary tensor of ``out``'s size (the signs).
+    Needs one temporary tensor of ``out``'s size (the signs). A float16 / bfloat16 ``out`` gets the
+    float32 draws rounded once (the temporary is then a float32 tensor of its size holding the
+    uniforms, and ``out`` the signs): 16-bit uniforms would bias the mean and cut the tails near
+    ``5 * scale`` (bfloat16).
 
     Example:
         >>> out = laplace_(torch.empty(200_000), scale=1.0, generator=torch.Generator().manual_seed(0))
         >>> round(out.abs().mean().item(), 1)  # E|X| = scale
         1.0
     """
+    if out.dtype in (torch.float16, torch.bfloat16):
+        u = torch.empty_like(out, dtype=torch.float32).uniform_(-1.0, 1.0, generator=generator)
+        out.copy_(u).sign_()  # nonzero u are >= 2**-24 in size (float16's least subnormal): signs kept
+        magnitude = u.abs_().clamp_(max=1.0 - torch.finfo(u.dtype).eps).neg_().log1p_().mul_(-scale)
+        return out.mul_(magnitude)
     out.uniform_(-1.0, 1.0, generator=generator)
     sign = torch.sign(out)
     tiny = torch.finfo(out.dtype).eps
