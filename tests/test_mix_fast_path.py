@@ -74,6 +74,16 @@ DRAW_CONFIGS = {
 }
 
 
+#: Two alphas on both sides of the log-space threshold (0.05): the table is drawn both ways.
+STRADDLE_CONFIGS = {
+    "straddle-cutmix-small": _options(mixup_alpha=1.0, cutmix_alpha=0.01, spatial_size=(8, 8)),
+    "straddle-mixup-small": _options(
+        mixup_alpha=0.02, cutmix_alpha=0.5, correct_lam=False, prob=0.8, spatial_size=(7, 9)
+    ),
+}
+LOG_SPACE_ALPHA = 0.05  # typed in: the threshold documented in the changelog
+
+
 def _tensor_draw(options: dict[str, Any], seed: int) -> tuple[float, bool | None, tuple[int, ...] | None]:
     lam, choice, boxes = _draw(1, torch.Generator().manual_seed(seed), CPU, _MixOptions(**options), False)
     assert lam.shape == (1,)
@@ -90,9 +100,9 @@ def _one_box(boxes: Tensor | None) -> tuple[int, ...] | None:
     return tuple(int(v) for v in values)
 
 
-@pytest.mark.parametrize("name", list(DRAW_CONFIGS))
+@pytest.mark.parametrize("name", list(DRAW_CONFIGS) + list(STRADDLE_CONFIGS))
 def test_host_draw_equals_the_tensor_draw_bit_for_bit(name: str) -> None:
-    options = DRAW_CONFIGS[name]
+    options = {**DRAW_CONFIGS, **STRADDLE_CONFIGS}[name]
     seen_choices, seen_lams = set(), set()
     for seed in range(40):
         host_generator = torch.Generator().manual_seed(seed)
@@ -174,6 +184,39 @@ def test_per_sample_tensor_draw_equals_a_per_draw_python_oracle_bit_for_bit(name
         if corners is None:  # mixup only: no boxes drawn
             expected = [(lam_hex, c, [0, 0, 0, 0]) for lam_hex, c, _ in expected]
         assert got == expected, (name, seed, draws)
+
+
+@pytest.mark.parametrize("name", list(STRADDLE_CONFIGS))
+def test_a_two_alpha_table_across_the_log_space_threshold_keeps_torchs_draws_above_it(name: str) -> None:
+    """Draws whose alpha is 0.05 or more are torch's Dirichlet of the whole table, bit for bit.
+
+    The oracle is the per-draw one (one Dirichlet call with each draw's alpha, as before the small
+    alphas were drawn in log space); the draws below the threshold are checked against SciPy's law
+    in test_mix_functional.py, and here only for their method and for not being clamped to 0.5.
+    """
+    options = STRADDLE_CONFIGS[name]
+    opts = _MixOptions(**options)
+    cut_alpha = opts.methods[2]
+    kept = small = 0
+    for seed, draws in ((0, 1), (1, 7), (2, 64), (3, 257)):
+        lam, choice, corners = _draw(draws, torch.Generator().manual_seed(seed), CPU, opts, False)
+        assert choice is not None
+        assert corners is not None
+        boxes = corners.reshape(4, draws).t().tolist()
+        expected = _per_draw_oracle(options, draws, seed)
+        for i, (lam_hex, expected_choice, expected_box) in enumerate(expected):
+            assert bool(choice[i]) == expected_choice, (name, seed, i)
+            alpha = cut_alpha if expected_choice else opts.mixup_alpha
+            if alpha >= LOG_SPACE_ALPHA:
+                assert (lam[i].item().hex(), [int(v) for v in boxes[i]]) == (lam_hex, expected_box)
+                kept += 1
+            else:
+                assert 0.0 <= lam[i].item() <= 1.0
+                if not (opts.correct_lam and expected_choice):  # the drawn λ, not a box's area
+                    assert lam[i].item() != 0.5
+                small += 1
+    assert kept > 100  # both kinds of draw were seen
+    assert small > 100
 
 
 def test_host_draw_from_a_host_random_stream_is_a_valid_draw() -> None:

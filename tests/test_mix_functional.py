@@ -23,12 +23,14 @@ from lit_noise.functional import (
     cutmix_boxes,
     label_smoothing,
     mix_batch,
+    mix_params,
     mixup,
     one_hot_smooth,
     partner_index,
     sample_lam,
     sample_mix_params,
 )
+from lit_noise.functional.mix import MixParams
 
 C = 10
 
@@ -120,6 +122,52 @@ def test_a_box_past_the_image_edge_pastes_only_the_pixels_inside_the_image(box: 
     assert torch.equal(host, expected)
     assert torch.equal(per_sample, expected)
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize(
+    "box", [(1, 3, 2, 6), (2, 9, -3, 2), (-1, 2, 0, 4), (0, 4, 4, 9), (5, 7, 0, 2)], ids=str
+)
+def test_a_host_draw_with_a_box_past_the_edge_is_clipped_in_mix_params(box: tuple[int, ...]) -> None:
+    """``MixParams.from_host`` reaches the host path through mix_params: clipped as in mix_batch."""
+    x, y = torch.rand(3, 2, 4, 4, generator=_gen(6)), torch.tensor([0, 1, 2])
+    y_soft, index = one_hot_smooth(y, C), torch.tensor([1, 2, 0])
+    top, bottom = (min(max(v, 0), 4) for v in box[:2])
+    left, right = (min(max(v, 0), 4) for v in box[2:])
+    expected = x.clone()
+    expected[:, :, top:bottom, left:right] = x[index][:, :, top:bottom, left:right]
+    x_mix, _ = mix_params(x, y_soft, MixParams.from_host(index, (0.5, None, box)))  # type: ignore[arg-type]
+    assert torch.equal(x_mix, expected)
+
+
+def test_box_lam_counts_the_part_of_each_box_inside_the_image() -> None:
+    """The area is counted by hand on a 6 x 5 image, pixel by pixel, for boxes in and past it."""
+    height, width = 6, 5
+    boxes = [
+        (1, 3, 2, 6),
+        (2, 9, -3, 2),
+        (-1, 2, 0, 4),
+        (0, 6, 0, 5),
+        (4, 2, 0, 5),
+        (7, 9, 0, 5),
+        (0, 6, 9, 12),
+    ]
+    expected = []
+    for top, bottom, left, right in boxes:
+        inside = sum(
+            1 for r in range(height) for c in range(width) if top <= r < bottom and left <= c < right
+        )
+        expected.append(1.0 - inside / (height * width))
+    got = box_lam(torch.tensor(boxes), height, width, torch.float64)
+    assert got.tolist() == pytest.approx(expected, abs=1e-15)
+    assert box_lam(torch.tensor(boxes[0]), height, width).shape == ()  # one box: one λ
+    # And it is the pasted area of mix_batch, which clips the same way.
+    x = torch.rand(len(boxes), 1, height, width, generator=_gen(7))
+    index = torch.roll(torch.arange(len(boxes)), 1)
+    x_mix, _ = cutmix(
+        x, one_hot_smooth(torch.zeros(len(boxes), dtype=torch.long), C), got, index, torch.tensor(boxes)
+    )
+    pasted = (x_mix != x).flatten(1).sum(1).double()
+    assert torch.equal(1.0 - pasted / (height * width), got)
 
 
 def test_per_sample_choice_equals_cutmix_and_mixup_row_by_row() -> None:
@@ -309,6 +357,27 @@ def test_sample_mix_params_refuses_a_bad_cutmix_minmax(minmax: object, expected:
         sample_mix_params(4, _gen(0), mode=mode, cutmix_minmax=minmax, spatial_size=(8, 8))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"^cutmix_boxes: " + expected):
         cutmix_boxes(torch.tensor([0.5]), 8, 8, _gen(0), minmax=minmax)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "minmax",
+    [
+        torch.tensor([0.25, 0.75]),
+        np.array([0.25, 0.75]),
+        (np.float32(0.25), np.float64(0.75)),
+        (torch.tensor(0.25), torch.tensor(0.75)),
+    ],
+    ids=["tensor", "ndarray", "numpy scalars", "0-d tensors"],
+)
+def test_cutmix_minmax_may_be_a_tensor_an_array_or_numpy_scalars(minmax: object) -> None:
+    """The same boxes as from the pair of Python floats (0.25 and 0.75 are exact in float32)."""
+    expected = sample_mix_params(64, _gen(3), mode="elem", cutmix_minmax=(0.25, 0.75), spatial_size=(8, 8))
+    got = sample_mix_params(64, _gen(3), mode="elem", cutmix_minmax=minmax, spatial_size=(8, 8))  # type: ignore[arg-type]
+    assert torch.equal(got.boxes, expected.boxes)
+    boxes = cutmix_boxes(torch.ones(16), 8, 8, _gen(4), minmax=minmax)  # type: ignore[arg-type]
+    assert torch.equal(boxes, cutmix_boxes(torch.ones(16), 8, 8, _gen(4), minmax=(0.25, 0.75)))
+    with pytest.raises(ConfigurationError, match=r"must be a finite number, got tensor\(\[0\.2500\]\)"):
+        cutmix_boxes(torch.ones(1), 8, 8, _gen(4), minmax=(torch.tensor([0.25]), 0.75))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("lam", [[1.5, 0.2], [-0.1], [float("nan")]])

@@ -1,7 +1,8 @@
 """Noise on float16 / bfloat16 tensors against oracles written out here.
 
-Uniform and Laplace noise (``lit_noise.functional.uniform`` / ``laplace`` and the in-place samplers
-``uniform_`` / ``laplace_`` behind WeightNoise and GradientNoise) on 16-bit tensors: zero mean, the
+Uniform, Laplace and NEFTune noise (``lit_noise.functional.uniform`` / ``laplace`` / ``neftune``
+/ ``neftune_padded`` and the in-place samplers ``uniform_`` / ``laplace_`` behind WeightNoise and
+GradientNoise) on 16-bit tensors: zero mean, the
 law of float32 draws rounded to the dtype (SciPy's CDF evaluated at the rounding boundaries), the
 float32 tails, and bit for bit the float32 draw of the same generator rounded once. Float32 and
 float64 tensors: bit for bit the formula written out in the test. SNR noise on float16 signals at
@@ -58,6 +59,19 @@ DRAWS: dict[str, tuple[Draw, stats.rv_continuous, float]] = {
         stats.laplace(scale=SCALE),
         SCALE * math.sqrt(2.0),
     ),
+    # NEFTune on one (1, N, 1) sequence: alpha = sqrt(L * d) makes the magnitude 1, so U(-1, 1).
+    "neftune_padded": (
+        lambda z, g: LF.neftune_padded(z.view(1, -1, 1), math.sqrt(z.numel()), generator=g).view(-1),
+        stats.uniform(loc=-1.0, scale=2.0),
+        1.0 / math.sqrt(3.0),
+    ),
+    "neftune": (
+        lambda z, g: LF.neftune(
+            z.view(1, -1, 1), math.sqrt(z.numel()), torch.ones(1, z.numel(), dtype=torch.bool), g
+        ).view(-1),
+        stats.uniform(loc=-1.0, scale=2.0),
+        1.0 / math.sqrt(3.0),
+    ),
     # Guards: 16-bit Gaussian draws were unbiased already (torch rounds float32 draws); keep them so.
     "gaussian": (lambda z, g: LF.gaussian(z, 1.0, generator=g), stats.norm(), 1.0),
     "gaussian_": (lambda z, g: gaussian_(z, 1.0, generator=g), stats.norm(), 1.0),
@@ -96,7 +110,7 @@ def test_16bit_noise_is_zero_mean(name: str, dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
-@pytest.mark.parametrize("name", ["uniform", "uniform_"])
+@pytest.mark.parametrize("name", ["uniform", "uniform_", "neftune_padded", "neftune"])
 def test_16bit_uniform_noise_is_zero_mean_over_8m_draws(name: str, dtype: torch.dtype) -> None:
     """Torch's own bfloat16 ``uniform_(-h, h)`` has mean ``-h / 512``: ~9 standard errors at 2**23 draws."""
     n = 1 << 23
@@ -154,6 +168,19 @@ def test_16bit_draws_are_the_float32_draws_rounded_once(dtype: torch.dtype) -> N
     assert laplace_(buffer, SCALE, gen(5)) is buffer
     assert torch.equal(buffer, lap.to(dtype))
 
+    # NEFTune: (2, 5, 8) embeddings, m = alpha / sqrt(L * d); the masked form scales each sample.
+    x = torch.randn(2, 5, 8, generator=gen(6)).to(dtype)
+    eps = torch.empty(2, 5, 8).uniform_(-1.0, 1.0, generator=gen(7))
+    expected = (x.float() + eps * (3.0 / math.sqrt(40))).to(dtype)
+    magnitude = 3.0 / math.sqrt(5 * 8)
+    padded = (x.float() + torch.empty(2, 5, 8).uniform_(-magnitude, magnitude, generator=gen(7))).to(dtype)
+    assert torch.equal(LF.neftune_padded(x, 3.0, gen(7)), padded)
+    keep = torch.tensor([[True, True, False, False, False], [True] * 5])
+    lengths = torch.tensor([2.0, 5.0])
+    expected = (x.float() + eps * (3.0 / torch.sqrt(lengths * 8)).view(2, 1, 1)).to(dtype)
+    expected = torch.where(keep.unsqueeze(-1), expected, x)
+    assert torch.equal(LF.neftune(x, 3.0, keep, gen(7)), expected)
+
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_16bit_noise_on_a_signal_keeps_its_dtype_and_shape(dtype: torch.dtype) -> None:
@@ -205,6 +232,12 @@ def test_full_precision_draws_are_bit_identical_to_the_written_formula(dtype: to
             x, torch.sqrt(power * 10.0 ** (-7.5 / 10.0)), torch.randn(x.shape, generator=ref, dtype=dtype)
         )
         assert torch.equal(LF.snr(x, 7.5, g), expected)
+        assert torch.equal(g.get_state(), ref.get_state())
+
+        g, ref = gen(seed), gen(seed)  # NEFTune in TRL's form: one uniform_ in x's dtype
+        magnitude = 2.0 / math.sqrt(7 * 33)
+        expected = x + torch.empty_like(x).uniform_(-magnitude, magnitude, generator=ref)
+        assert torch.equal(LF.neftune_padded(x, 2.0, g), expected)
         assert torch.equal(g.get_state(), ref.get_state())
 
 

@@ -135,17 +135,26 @@ def one_hot_smooth(
 _LOG_SPACE_ALPHA = 0.05
 
 
-def _dirichlet_first(concentration: Tensor, generator: torch.Generator | None, smallest: float) -> Tensor:
+def _dirichlet_first(
+    concentration: Tensor, generator: torch.Generator | None, smallest: float, largest: float | None = None
+) -> Tensor:
     """The first coordinate of one two-class Dirichlet draw per row: Beta(a, b) from rows ``(a, b)``.
 
-    ``smallest`` is the least concentration in the table (known on the host). From
-    ``_LOG_SPACE_ALPHA`` up this is ``torch._sample_dirichlet`` (``torch.distributions.Beta``'s
-    draw, which takes no generator); below it each gamma is drawn as ``Gamma(a + 1) * U ** (1 / a)``
-    (Marsaglia and Tsang's boost for ``a < 1``) in logs, and the coordinate is the sigmoid of the
-    two logs' difference, so no draw underflows.
+    ``smallest`` and ``largest`` are the least and greatest concentration in the table (known on
+    the host; ``largest`` defaults to ``smallest``). From ``_LOG_SPACE_ALPHA`` up this is
+    ``torch._sample_dirichlet`` (``torch.distributions.Beta``'s draw, which takes no generator);
+    below it each gamma is drawn as ``Gamma(a + 1) * U ** (1 / a)`` (Marsaglia and Tsang's boost for
+    ``a < 1``) in logs, and the coordinate is the sigmoid of the two logs' difference, so no draw
+    underflows. A table on both sides of ``_LOG_SPACE_ALPHA`` (two alphas) is drawn both ways,
+    torch's Dirichlet first, so that its rows from ``_LOG_SPACE_ALPHA`` up keep torch's draws; the
+    rows below take the draw in logs.
     """
     if smallest >= _LOG_SPACE_ALPHA:
         return torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+    if largest is not None and largest >= _LOG_SPACE_ALPHA:
+        drawn = torch._sample_dirichlet(concentration, generator=generator).select(-1, 0)
+        small = concentration.select(-1, 0) < _LOG_SPACE_ALPHA
+        return torch.where(small, _dirichlet_first(concentration, generator, smallest), drawn)
     log_gamma = torch._standard_gamma(concentration + 1.0, generator=generator).log_()
     uniform = torch.rand(
         concentration.shape, generator=generator, dtype=concentration.dtype, device=concentration.device
@@ -313,12 +322,17 @@ def cutmix_boxes(
 def box_lam(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """λ corrected to the pasted area: ``1 - box area / (H * W)``, one per box.
 
+    The area is the box's part inside the image, as :func:`mix_batch` clips it (a reversed or
+    outside box pastes nothing: λ = 1).
+
     Example:
-        >>> box_lam(torch.tensor([[0, 4, 0, 4], [2, 2, 0, 8]]), 8, 8)
-        tensor([0.7500, 1.0000])
+        >>> box_lam(torch.tensor([[0, 4, 0, 4], [2, 2, 0, 8], [6, 10, -2, 2]]), 8, 8)
+        tensor([0.7500, 1.0000, 0.9375])
     """
-    area = (boxes[..., 1] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 2])
-    return 1.0 - area.to(dtype) / float(height * width)
+    rows = boxes[..., :2].clamp(0, height)
+    cols = boxes[..., 2:].clamp(0, width)
+    area = rows.diff(dim=-1).clamp_(min=0) * cols.diff(dim=-1).clamp_(min=0)
+    return 1.0 - area.squeeze(-1).to(dtype) / float(height * width)
 
 
 def box_mask(boxes: Tensor, height: int, width: int) -> Tensor:
@@ -404,9 +418,15 @@ def _box_view(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor
 def _mix_one(
     x: Tensor, y_soft: Tensor, index: Tensor, lam: float, box: Sequence[int] | None
 ) -> tuple[Tensor, Tensor]:
-    """One λ (and one box) for the whole batch, held on the host: scalar lerp or slicing."""
+    """One λ (and one box) for the whole batch, held on the host: scalar lerp or slicing.
+
+    The box is clipped to the image, as the per-sample path clips: a view past the edge would wrap.
+    """
     if box is not None:
+        height, width = x.shape[-2], x.shape[-1]
         top, bottom, left, right = (int(v) for v in box)
+        top, bottom = min(max(top, 0), height), min(max(bottom, 0), height)
+        left, right = min(max(left, 0), width), min(max(right, 0), width)
         if bottom > top and right > left:
             x_mixed = x.clone(memory_format=torch.contiguous_format)
             if x.numel() <= _SMALL_BATCH:  # one contiguous gather: fewer host steps than a strided one
@@ -496,14 +516,6 @@ def mix_batch(
         and (boxes is None or host_box)
     ):
         cut = boxes is not None and (use_cutmix is None or bool(host_choice))
-        if cut and host_box is not None:
-            # Clipped to the image, as the per-sample path clips: a view past the edge would wrap.
-            top, bottom, left, right = (int(v) for v in host_box)
-            height, width = x.shape[-2], x.shape[-1]
-            host_box = [
-                min(max(v, 0), size)
-                for v, size in ((top, height), (bottom, height), (left, width), (right, width))
-            ]
         return _mix_one(x, y_soft, index, float(host_lam), host_box if cut else None)
 
     if isinstance(lam, Tensor) and lam.ndim == 1 and lam.device == x.device:
@@ -792,7 +804,7 @@ def _draw(
                 lambda d: torch.full((2,), float(cut_alpha), dtype=torch.float64, device=d),
             )
             concentration = torch.where(choice.unsqueeze(-1), cut_pair, float(mixup_alpha))
-            lam = _dirichlet_first(concentration, generator, min(cut_alpha, mixup_alpha))
+            lam = _dirichlet_first(concentration, generator, *_alpha_span(options))
     elif use_mixup or (use_cut and cutmix_minmax is None):
         lam = _beta_full(draws, mixup_alpha if use_mixup else cutmix_alpha, generator, device)
     else:  # CutMix with min-max boxes only (the box sets λ), or nothing active
@@ -814,6 +826,12 @@ def _draw(
     return lam, choice, corners
 
 
+def _alpha_span(options: _MixOptions) -> tuple[float, float]:
+    """The least and greatest alpha of a per-draw Beta table when both methods are active."""
+    _, _, cut_alpha, _ = options.methods
+    return min(cut_alpha, options.mixup_alpha), max(cut_alpha, options.mixup_alpha)
+
+
 class _TorchHostStream:
     """A CPU ``torch.Generator`` (or torch's global CPU RNG) as a source of host draws."""
 
@@ -828,14 +846,19 @@ class _TorchHostStream:
         ).tolist()
         return values
 
-    def beta(self, alpha: float, _: float) -> float:
-        """One Beta(alpha, alpha) draw, exactly as :func:`_beta_full` of one entry."""
+    def beta(self, alpha: float, _: float, span: tuple[float, float] | None = None) -> float:
+        """One Beta(alpha, alpha) draw, exactly as one entry of :func:`_draw`'s table.
+
+        ``span``: the least and greatest alpha of that table (see :func:`_dirichlet_first`), when
+        it holds two; else ``alpha`` alone.
+        """
         concentration = _constant(
             ("concentration", float(alpha)),
             _CPU,
             lambda d: torch.full((1, 2), float(alpha), dtype=torch.float64, device=d),
         )
-        draw: list[float] = _dirichlet_first(concentration, self.generator, alpha).tolist()
+        smallest, largest = (alpha, alpha) if span is None else span
+        draw: list[float] = _dirichlet_first(concentration, self.generator, smallest, largest).tolist()
         return draw[0]
 
 
@@ -856,7 +879,10 @@ def _draw_on_host(stream: _TorchHostStream | HostRandom, options: _MixOptions) -
     if use_mixup and use_cut:
         choice = u[1] < switch_prob
         alpha = cut_alpha if choice else mixup_alpha
-        lam = stream.beta(alpha, alpha)
+        if isinstance(stream, _TorchHostStream):  # as one entry of _draw's two-alpha table
+            lam = stream.beta(alpha, alpha, _alpha_span(options))
+        else:
+            lam = stream.beta(alpha, alpha)
     elif use_mixup or (use_cut and cutmix_minmax is None):
         alpha = mixup_alpha if use_mixup else cutmix_alpha
         lam = stream.beta(alpha, alpha)
@@ -963,12 +989,15 @@ def _check_minmax(owner: str, value: Any) -> tuple[float, float] | None:
     """``cutmix_minmax`` checked: ``None`` or ``(min, max)`` fractions with ``0 < min < max <= 1``."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+    pair = value.tolist() if hasattr(value, "tolist") else value  # a tensor or a NumPy array
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise fail(owner, "cutmix_minmax", value, "None or a (min, max) pair of image fractions")
-    low = check_range(owner, "cutmix_minmax", value[0], 0.0, 1.0, low_open=True)
-    high = check_range(owner, "cutmix_minmax", value[1], 0.0, 1.0, low_open=True)
+    # Entries may be NumPy or 0-d tensor scalars (their `item` is a Python number).
+    pair = [entry.item() if getattr(entry, "ndim", None) == 0 else entry for entry in pair]
+    low = check_range(owner, "cutmix_minmax", pair[0], 0.0, 1.0, low_open=True)
+    high = check_range(owner, "cutmix_minmax", pair[1], 0.0, 1.0, low_open=True)
     if high <= low:
-        raise fail(owner, "cutmix_minmax", list(value), "a (min, max) pair with 0 < min < max <= 1")
+        raise fail(owner, "cutmix_minmax", list(pair), "a (min, max) pair with 0 < min < max <= 1")
     return low, high
 
 
