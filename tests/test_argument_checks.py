@@ -175,6 +175,29 @@ CASES: list[tuple[str, Build, str, str, str]] = [
     ),
     ("InputNoise clamp shape", lambda: InputNoise(Gaussian(0.1), clamp=(0,)), "InputNoise", "clamp", "(0,)"),
     ("InputNoise seed", lambda: InputNoise(Gaussian(0.1), seed=-1), "InputNoise", "seed", "-1"),
+    # Seeds are hashed as 64 bits: 2**64 acted as seed 0.
+    ("GradientNoise seed 2**64", lambda: GradientNoise(0.1, seed=2**64), "GradientNoise", "seed", str(2**64)),
+    (
+        "MixupDataModule seed 2**64",
+        lambda: MixupDataModule(DigitsDataModule(), seed=2**64),
+        "MixupDataModule",
+        "seed",
+        str(2**64),
+    ),
+    (
+        "RobustnessMonitor seed 2**64",
+        lambda: RobustnessMonitor(seed=2**64),
+        "RobustnessMonitor",
+        "seed",
+        str(2**64),
+    ),
+    (
+        "DigitsDataModule split_seed 2**64",
+        lambda: DigitsDataModule(split_seed=2**64),
+        "DigitsDataModule",
+        "split_seed",
+        str(2**64),
+    ),
     ("InputNoise scale", lambda: InputNoise(Gaussian(0.1), scale=-1.0), "InputNoise", "scale", "-1.0"),
     ("InputNoise name", lambda: InputNoise(Gaussian(0.1), name=""), "InputNoise", "name", "''"),
     ("InputNoise key", lambda: InputNoise(Gaussian(0.1), key=1.5), "InputNoise", "key", "1.5"),  # type: ignore[arg-type]
@@ -495,13 +518,6 @@ CASES: list[tuple[str, Build, str, str, str]] = [
         "mix_batch",
         "use_cutmix",
         "`boxes` is None",
-    ),
-    (
-        "TemperatureScaling module",
-        lambda: TemperatureScaling(apply_at=(), module="net"),
-        "TemperatureScaling",
-        "module",
-        "'net'",
     ),
     (
         "build_backbone kind",

@@ -65,6 +65,32 @@ def test_symmetric_flip_rate_and_uniform_other_classes(num_classes: int) -> None
             assert stats.chisquare(others[torch.arange(num_classes) != k].numpy()).pvalue > 1e-4
 
 
+@pytest.mark.parametrize(
+    ("dtype", "num_classes"), [(torch.uint8, 257), (torch.int8, 129), (torch.int16, 32769)], ids=str
+)
+def test_flips_refuse_narrow_labels_that_cannot_hold_every_class(
+    dtype: torch.dtype, num_classes: int
+) -> None:
+    """One class more than the dtype holds: a flip to it would wrap (uint8 274 came out as 18)."""
+    labels = torch.tensor([0, 1, 2], dtype=dtype)
+    message = rf"labels of dtype {dtype} cannot hold the classes up to {num_classes - 1} "
+    for name, flip in (("symmetric_flip", LF.symmetric_flip), ("pair_flip", LF.pair_flip)):
+        with pytest.raises(ConfigurationError, match="^" + name + ": " + message):
+            flip(labels, 0.5, num_classes, gen())
+    for noise in (SymmetricFlip(p=0.5, num_classes=num_classes), PairFlip(p=0.5, num_classes=num_classes)):
+        with pytest.raises(ConfigurationError, match=message):
+            noise(labels, generator=gen())
+    # As many classes as the dtype holds is fine: every flipped label is the int64 flip, in range.
+    fits = num_classes - 1
+    top = torch.full((4000,), fits - 1, dtype=dtype)
+    z = LF.pair_flip(top, 1.0, fits, gen())
+    assert z.dtype == dtype
+    assert (z == 0).all()  # (fits - 1) + 1 is class 0 modulo `fits`, computed without wrapping
+    z = LF.symmetric_flip(top, 1.0, fits, gen(3))
+    assert z.dtype == dtype
+    assert torch.equal(z.long(), LF.symmetric_flip(top.long(), 1.0, fits, gen(3)))
+
+
 def test_symmetric_flip_extremes_and_dtypes() -> None:
     y = torch.randint(0, 5, (10_000,), generator=gen(1))
     assert torch.equal(LF.symmetric_flip(y, 0.0, 5), y)

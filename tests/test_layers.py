@@ -180,6 +180,30 @@ def test_schedule_driven_by_the_trainer(make_trainer, tmp_path: Path) -> None:  
     assert model.input_noise.generator is None
 
 
+class _FailingNoisyNet(NoisyNet):
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        if batch_idx == 2:
+            raise RuntimeError("a failing step")
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_failed_fit_clears_the_layers_clocks(make_trainer) -> None:  # type: ignore[no-untyped-def]
+    """After a fit that fails, a train-mode forward needs the trainer's clock again (it raises)."""
+    model = _FailingNoisyNet(Linear(start=0.0, end=0.4, until=8, unit="step"), 0.1)
+    callback = NoiseLayerSchedule(seed=0)
+    trainer = make_trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0, callbacks=[callback])
+    with pytest.raises(RuntimeError, match="a failing step"):
+        trainer.fit(model, DigitsDataModule(batch_size=16))
+    assert len(model.deltas) == 2  # two steps ran with noise before the failing one
+    for layer in (model.input_noise, model.dropout):
+        assert layer.clock is None
+        assert layer.generator is None
+        assert layer.schedule_scale == 1.0
+    model.train()
+    with pytest.raises(ConfigurationError, match="clock"):
+        model(torch.zeros(2, 1, 8, 8))
+
+
 def csvs(path: Path) -> list[dict[str, str]]:
     import csv
 

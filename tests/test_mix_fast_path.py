@@ -677,6 +677,13 @@ def test_a_distribution_of_another_width_than_num_classes_is_refused() -> None:
         assert soft(target, 3) is (target.soft if isinstance(target, SoftLabels) else target)
         assert soft(target) is soft(target, 3)
     torch.testing.assert_close(one_hot_smooth(probs, 3, smoothing=0.3), probs * 0.7 + 0.1)
+    # One sample of SoftLabels: a 0-d label and a (C,) distribution, classes at dim 0.
+    single = SoftLabels(probs)[0]
+    assert single.soft.shape == (3,)
+    assert soft(single, 3) is single.soft
+    torch.testing.assert_close(one_hot_smooth(single, 3, smoothing=0.3), torch.tensor([0.24, 0.66, 0.1]))
+    with pytest.raises(ConfigurationError, match=r"has 3 classes \(dim 0 of shape \(3,\)\)\.$"):
+        soft(single, 10)
 
 
 def test_batch_mode_cutmix_lam_follows_each_batch_image_size() -> None:

@@ -58,3 +58,17 @@ def check_int(owner: str, name: str, value: Any, low: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
         raise fail(owner, name, value, "an integer" + (f" >= {low}" if low is not None else ""))
     return value
+
+
+#: Seeds are hashed as 64-bit words (and ``torch.Generator.manual_seed`` takes at most this).
+SEED_MAX = (1 << 64) - 1
+
+
+def check_seed(owner: str, name: str, value: Any) -> int:
+    """Return ``value`` as a seed, an int in ``[0, 2**64 - 1]``, or raise.
+
+    A larger seed would act as a smaller one (its hash keeps 64 bits): 2**64 would repeat seed 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+        raise fail(owner, name, value, "an integer in [0, 2**64 - 1]")
+    return value

@@ -722,10 +722,12 @@ def soft(y: Tensor, num_classes: int | None = None, ignore_index: int | None = N
             y.soft if isinstance(y, SoftLabels) else y if y.is_floating_point() and y.ndim >= 2 else None
         )
         if distribution is not None:
-            if num_classes is not None and distribution.shape[1] != num_classes:
+            class_dim = 1 if distribution.ndim >= 2 else 0  # one sample's SoftLabels: (C,)
+            if num_classes is not None and distribution.shape[class_dim] != num_classes:
                 raise ConfigurationError(
                     f"soft: `num_classes` is {num_classes}, but the target distribution has"
-                    f" {distribution.shape[1]} classes (dim 1 of shape {tuple(distribution.shape)})."
+                    f" {distribution.shape[class_dim]} classes (dim {class_dim} of shape"
+                    f" {tuple(distribution.shape)})."
                 )
             return distribution
         if y.is_floating_point() or y.dtype == torch.bool:

@@ -15,7 +15,7 @@ from typing_extensions import override
 
 from lit_noise._rng import GeneratorCache, default_seed, mix_counter, mix_seed, stream_id
 from lit_noise._settings import constructor_settings, log_settings
-from lit_noise._validation import check_int, check_range
+from lit_noise._validation import check_range, check_seed
 from lit_noise.callbacks._resume import warn_if_data_order_differs
 from lit_noise.errors import ConfigurationError
 from lit_noise.noise.base import Noise
@@ -165,7 +165,7 @@ class NoiseCallback(Callback):
         self._given_name = name
         self._default_name: str = name or default_name or ""
         self.name = self._default_name
-        self.seed = None if seed is None else check_int(owner, "seed", seed, 0)
+        self.seed = None if seed is None else check_seed(owner, "seed", seed)
         self.scale = check_range(owner, "scale", scale, 0.0)
         self.last_values: dict[str, float] = {}
         self._stream = stream_id(f"{owner}/{self.name}")

@@ -26,7 +26,8 @@ class NoiseLayerSchedule(NoiseCallback):
     ``noise/<name>/<layer path>/<param>`` (a :class:`~lit_noise.GaussianDropout` as its ``rate``).
     At train start the callback's and each layer's settings are logged as hyperparameters
     ``lit_noise/<name>/<layer path>/<setting>``. The layers' own ``scale`` values are saved in the
-    checkpoint and restored on resume. After fitting, the layers' clocks are cleared.
+    checkpoint and restored on resume. After fitting (also a fit that fails or is interrupted), the
+    layers' clocks are cleared.
 
     Args:
         seed: base seed (``None``: drawn from torch's RNG at setup).
@@ -96,6 +97,21 @@ class NoiseLayerSchedule(NoiseCallback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._release_layers()
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._release_layers()  # a failed or interrupted fit leaves no clock behind either
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._release_layers()
+
+    def _release_layers(self) -> None:
+        """Clear every layer's clock, generator and schedule scale (they need the trainer again)."""
         for _, layer in self._layers:
             layer.clock = None
             layer.generator = None

@@ -17,7 +17,7 @@ from typing_extensions import override
 from lit_noise import reporting
 from lit_noise._optional import require
 from lit_noise._rng import GeneratorCache, stream_id
-from lit_noise._validation import check_choice, check_int, check_range, fail
+from lit_noise._validation import check_choice, check_int, check_range, check_seed, fail
 from lit_noise.batch import BatchKey, normalize_key, read
 from lit_noise.callbacks._monitor_hooks import EvaluationBatch, MonitorHooks
 from lit_noise.callbacks.monitoring import (
@@ -327,7 +327,7 @@ class RobustnessMonitor(MonitorHooks):
         self._input_path = normalize_key(input_key, owner, "input_key")
         self._target_path = normalize_key(target_key, owner, "target_key")
         self.n_bins = check_int(owner, "n_bins", n_bins, 1)
-        self.seed = check_int(owner, "seed", seed, 0)
+        self.seed = check_seed(owner, "seed", seed)
         self.copies_per_forward: int | str | None = (
             copies_per_forward
             if copies_per_forward is None or copies_per_forward == "auto"

@@ -19,7 +19,7 @@ from typing_extensions import override
 from lit_noise._host_random import HostRandom
 from lit_noise._rng import _MAX_SEED, GeneratorCache, _splitmix64, default_seed, mix_seed, stream_id
 from lit_noise._settings import constructor_settings, log_settings
-from lit_noise._validation import check_choice, check_int, check_range, fail
+from lit_noise._validation import check_choice, check_int, check_range, check_seed, fail
 from lit_noise.batch import BatchKey, normalize_key, read, write
 from lit_noise.callbacks.base import flushes_logs, training_clock
 from lit_noise.errors import ConfigurationError
@@ -236,7 +236,7 @@ class MixupDataModule(pl.LightningDataModule):
         self.target_key = target_key
         self._input_path = self._key_path("input_key", input_key)
         self._target_path = self._key_path("target_key", target_key)
-        self.seed = None if seed is None else check_int(_OWNER, "seed", seed, 0)
+        self.seed = None if seed is None else check_seed(_OWNER, "seed", seed)
         self.target_format: str = check_choice(_OWNER, "target_format", target_format, TARGET_FORMATS)
         self.scale = check_range(_OWNER, "scale", scale, 0.0)
         #: The values used for the latest training batch (after ``scale``).

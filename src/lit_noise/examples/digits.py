@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 from typing_extensions import override
 
 from lit_noise._optional import require
-from lit_noise._validation import check_int, check_range
+from lit_noise._validation import check_range, check_seed
 from lit_noise.examples.tensor_data import TensorSplitDataModule
 
 __all__ = ["DigitsDataModule"]
@@ -58,7 +58,7 @@ class DigitsDataModule(TensorSplitDataModule):
         super().__init__(batch_size, shuffle_seed, num_workers)
         self.val_fraction = check_range("DigitsDataModule", "val_fraction", val_fraction, 0.0, 0.5)
         self.test_fraction = check_range("DigitsDataModule", "test_fraction", test_fraction, 0.0, 0.5)
-        self.split_seed = check_int("DigitsDataModule", "split_seed", split_seed, 0)
+        self.split_seed = check_seed("DigitsDataModule", "split_seed", split_seed)
 
     @override
     def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:

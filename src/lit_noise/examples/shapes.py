@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 from typing_extensions import override
 
 from lit_noise._rng import mix_seed
-from lit_noise._validation import check_int
+from lit_noise._validation import check_int, check_seed
 from lit_noise.examples.tensor_data import TensorSplitDataModule
 
 __all__ = ["SHAPES", "ShapesDataModule", "make_shapes"]
@@ -87,7 +87,7 @@ def make_shapes(num_samples: int, seed: int = 0) -> tuple[Tensor, Tensor]:
         True
     """
     n = check_int("make_shapes", "num_samples", num_samples, 1)
-    generator = torch.Generator().manual_seed(check_int("make_shapes", "seed", seed, 0))
+    generator = torch.Generator().manual_seed(check_seed("make_shapes", "seed", seed))
 
     def uniform(low: float, high: float, *shape: int) -> Tensor:
         return torch.rand(n, *shape, generator=generator) * (high - low) + low
@@ -164,7 +164,7 @@ class ShapesDataModule(TensorSplitDataModule):
         self.train_size = check_int(owner, "train_size", train_size, 1)
         self.val_size = check_int(owner, "val_size", val_size, 1)
         self.test_size = check_int(owner, "test_size", test_size, 1)
-        self.seed = check_int(owner, "seed", seed, 0)
+        self.seed = check_seed(owner, "seed", seed)
 
     @override
     def make_splits(self) -> tuple[TensorDataset, TensorDataset, TensorDataset]:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset, default_collate
 
-from lit_noise._validation import check_int
+from lit_noise._validation import check_int, check_seed
 
 __all__ = ["EpochShuffleSampler", "TensorSplitDataModule"]
 
@@ -75,7 +75,7 @@ class TensorSplitDataModule(pl.LightningDataModule):
         super().__init__()
         owner = type(self).__name__
         self.batch_size = check_int(owner, "batch_size", batch_size, 1)
-        self.shuffle_seed = check_int(owner, "shuffle_seed", shuffle_seed, 0)
+        self.shuffle_seed = check_seed(owner, "shuffle_seed", shuffle_seed)
         self.num_workers = check_int(owner, "num_workers", num_workers, 0)
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None

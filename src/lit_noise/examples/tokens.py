@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 from typing_extensions import override
 
-from lit_noise._validation import check_int, check_range, fail
+from lit_noise._validation import check_int, check_range, check_seed, fail
 from lit_noise.errors import ConfigurationError
 from lit_noise.examples.classifier import ClassificationSteps
 from lit_noise.examples.tensor_data import TensorSplitDataModule
@@ -183,7 +183,7 @@ class TokenDataModule(TensorSplitDataModule):
         task = _TokenTask(vocab_size, num_classes, group_size, min_length, max_length, signal).check(owner)
         self.vocab_size, self.num_classes, self.group_size = vocab_size, num_classes, group_size
         self.min_length, self.max_length, self.signal = min_length, max_length, task.signal
-        self.seed = check_int(owner, "seed", seed, 0)
+        self.seed = check_seed(owner, "seed", seed)
 
     def _task(self) -> _TokenTask:
         """The task of the current attributes (set after construction too), checked again."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lit_noise.errors import ConfigurationError
 from lit_noise.functional.noise import _rand, _randint
 
 __all__ = ["label_smoothing", "pair_flip", "smooth_one_hot", "symmetric_flip", "transition_flip"]
@@ -38,6 +39,16 @@ def _ignore_mask(y: Tensor, ignore_index: int | None) -> Tensor | None:
     return y == ignore_index
 
 
+def _check_label_dtype(owner: str, y: Tensor, num_classes: int) -> None:
+    """Refuse narrow integer labels that cannot hold every class a flip may produce."""
+    if y.dtype in _NARROW_INTEGERS and num_classes - 1 > torch.iinfo(y.dtype).max:
+        raise ConfigurationError(
+            f"{owner}: labels of dtype {y.dtype} cannot hold the classes up to {num_classes - 1}"
+            f" (`num_classes` {num_classes}); a flip would wrap around. Pass int64 labels"
+            f" (`y.long()`), or int32."
+        )
+
+
 def label_smoothing(target: Tensor, eps: float) -> Tensor:
     """Smooth a ``(B, C)`` distribution towards uniform: ``(1 - eps) * target + eps / C``.
 
@@ -49,7 +60,7 @@ def label_smoothing(target: Tensor, eps: float) -> Tensor:
         >>> label_smoothing(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), eps=0.2)
         tensor([[0.8500, 0.0500, 0.0500, 0.0500]])
     """
-    num_classes = target.shape[1]
+    num_classes = target.shape[1 if target.ndim >= 2 else 0]  # (B, C, ...), or one sample's (C,)
     return torch.add(target * (1.0 - eps), eps / num_classes)
 
 
@@ -114,6 +125,7 @@ def symmetric_flip(
         >>> symmetric_flip(torch.tensor([0, -100]), p=1.0, num_classes=2, ignore_index=-100)
         tensor([   1, -100])
     """
+    _check_label_dtype("symmetric_flip", y, num_classes)
     if p <= 0.0:
         return y.clone()
     # Narrow integer labels would overflow in y + offset: they are added as int64.
@@ -145,10 +157,13 @@ def pair_flip(
         >>> pair_flip(torch.tensor([0, 1, 2]), p=1.0, num_classes=3, ignore_index=2)
         tensor([1, 2, 2])
     """
+    _check_label_dtype("pair_flip", y, num_classes)
     flip = _rand(y, generator, torch.float32) < p
     ignored = _ignore_mask(y, ignore_index)
     if ignored is not None:
         flip &= ~ignored
+    if y.dtype in _NARROW_INTEGERS:  # y + 1 and C computed as int64: 255 + 1 and 256 wrap in uint8
+        return torch.where(flip, (y.long() + 1).remainder_(num_classes), y.long()).to(y.dtype)
     return torch.where(flip, (y + 1).remainder_(num_classes), y)
 
 
