@@ -53,7 +53,6 @@ from lit_noise import (
     Step,
     SymmetricFlip,
     TargetNoise,
-    TemperatureScaling,
     TransitionMatrix,
     Uniform,
     WeightNoise,
