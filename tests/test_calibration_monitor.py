@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -560,31 +562,140 @@ def test_forward_that_needs_more_than_the_input_is_a_clear_error_and_forward_fn_
     assert values[0] == values[1] == {k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS}
 
 
-def test_a_forward_fn_the_monitor_does_not_call_warns_once(make_trainer: MakeTrainer) -> None:
-    """The example Classifier's steps return logits, which the monitor reads: forward_fn is unused."""
-    calls: list[int] = []
+class _Counted:
+    """A ``forward_fn`` that counts its calls."""
 
-    def forward_fn(module: pl.LightningModule, x: Tensor) -> Tensor:
-        calls.append(1)
-        out: Tensor = module(x) * 100.0
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, module: nn.Module, x: Tensor) -> Tensor:
+        self.calls += 1
+        out: Tensor = module(x)
         return out
 
+
+def _unused_forward_fn(steps: str) -> str:
+    return (
+        f"CalibrationMonitor: `forward_fn` was never called: the {steps} returned logits on every batch,"
+        " and the monitor reads those (it calls `forward_fn` only for a step that returns none). Drop"
+        f" `forward_fn`, or return no logits from the {steps} for the monitor to call it."
+    )
+
+
+@contextlib.contextmanager
+def _recorded() -> Iterator[list[warnings.WarningMessage]]:
+    """Every warning raised in the block, repeats included (none is turned into an error)."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        yield record
+
+
+def _ours(record: Iterable[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in record if str(w.message).startswith("CalibrationMonitor: `forward_fn`")]
+
+
+class _ValLogitsOnly(Classifier):
+    """Validation returns the logits, test returns nothing: the monitor calls forward_fn in test."""
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:  # type: ignore[override]
+        super().test_step(batch, batch_idx)
+
+
+class _LogitsFromTheFirstLoader(Classifier):
+    """Of two validation dataloaders, only the first one's step returns logits."""
+
+    def validation_step(  # type: ignore[override]
+        self, batch: Sequence[Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor | None:
+        logits: Tensor = self(batch[0])
+        return logits if dataloader_idx == 0 else None
+
+
+class _NoTestStep(Classifier):
+    """A module that cannot be tested: only its validation stage can ever run."""
+
+    test_step = pl.LightningModule.test_step  # type: ignore[assignment]
+
+
+def test_a_forward_fn_never_called_warns_once_naming_the_stage(make_trainer: MakeTrainer) -> None:
+    """The example Classifier's steps return logits, which the monitor reads: forward_fn is unused."""
+    forward_fn = _Counted()
+    monitor = CalibrationMonitor(10, stages=("val",), log_figures=False, forward_fn=forward_fn)
+    pl.seed_everything(0, verbose=False)
+    with _recorded() as record:
+        trainer = _fit(make_trainer, Classifier(), monitor, max_epochs=2)  # sanity check + 2 validations
+        values = {k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS}
+        trainer.validate(trainer.lightning_module, DigitsDataModule(), verbose=False)  # a later run
+    assert _ours(record) == [_unused_forward_fn("val step")]
+    assert forward_fn.calls == 0
+    pl.seed_everything(0, verbose=False)
+    plain = _fit(
+        make_trainer, Classifier(), CalibrationMonitor(10, stages=("val",), log_figures=False), max_epochs=2
+    )
+    assert values == {k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS}
+
+
+def test_fit_then_test_returning_logits_in_both_warns_once_after_the_test(make_trainer: MakeTrainer) -> None:
+    """After ``fit`` the test stage is still to run (it may need forward_fn): the warning waits for it."""
+    forward_fn = _Counted()
+    monitor = CalibrationMonitor(10, log_figures=False, forward_fn=forward_fn)  # stages ("val", "test")
+    model = Classifier()
+    with _recorded() as fitting:
+        trainer = _fit(make_trainer, model, monitor)
+    assert _ours(fitting) == []
+    with _recorded() as record:
+        trainer.test(model, DigitsDataModule(), verbose=False)
+        trainer.test(model, DigitsDataModule(), verbose=False)
+    assert _ours(record) == [_unused_forward_fn("val and test steps")]
+    assert forward_fn.calls == 0
+
+
+def test_a_forward_fn_called_in_one_stage_gives_no_warning(make_trainer: MakeTrainer) -> None:
+    """Validation returns logits, test does not: forward_fn serves the test, so nothing to warn of."""
+    forward_fn = _Counted()
     monitor = CalibrationMonitor(10, log_figures=False, forward_fn=forward_fn)
-    pl.seed_everything(0, verbose=False)
+    model = _ValLogitsOnly()
+    with _recorded() as record:
+        trainer = _fit(make_trainer, model, monitor, limit_train_batches=2)
+        trainer.test(model, DigitsDataModule(), verbose=False)
+    assert _ours(record) == []
+    assert forward_fn.calls > 0
+    assert "test/cal/ece" in trainer.callback_metrics
+
+
+def test_a_forward_fn_called_for_one_dataloader_gives_no_warning(make_trainer: MakeTrainer) -> None:
+    dm = DigitsDataModule()
+    dm.setup()
+    forward_fn = _Counted()
+    monitor = CalibrationMonitor(10, stages=("val",), log_figures=False, forward_fn=forward_fn)
+    trainer = make_trainer(callbacks=[monitor])
+    with _recorded() as record:
+        trainer.validate(
+            _LogitsFromTheFirstLoader(), [dm.val_dataloader(), dm.val_dataloader()], verbose=False
+        )
+    assert _ours(record) == []
+    assert forward_fn.calls == len(dm.val_dataloader())
+
+
+def test_a_module_without_a_test_step_is_warned_after_fit(make_trainer: MakeTrainer) -> None:
+    """With the default stages the test stage cannot run for this module, so ``fit`` is the end."""
+    monitor = CalibrationMonitor(10, log_figures=False, forward_fn=_Counted())
     with pytest.warns(UserWarning, match="forward_fn") as record:
-        trainer = _fit(make_trainer, Classifier(), monitor, max_epochs=2)
-    ours = [str(w.message) for w in record if str(w.message).startswith("CalibrationMonitor:")]
-    assert ours == [
-        "CalibrationMonitor: `forward_fn` is not called, because the val step returns logits and the"
-        " monitor reads those. Drop `forward_fn`, or return no logits from the step for the monitor to"
-        " run it."
-    ]
-    assert calls == []
-    pl.seed_everything(0, verbose=False)
-    plain = _fit(make_trainer, Classifier(), CalibrationMonitor(10, log_figures=False), max_epochs=2)
-    assert {k: float(trainer.callback_metrics[f"val/cal/{k}"]) for k in KEYS} == {
-        k: float(plain.callback_metrics[f"val/cal/{k}"]) for k in KEYS
-    }
+        _fit(make_trainer, _NoTestStep(), monitor, limit_train_batches=2)
+    assert _ours(record) == [_unused_forward_fn("val step")]
+
+
+def test_the_unused_forward_fn_warning_comes_from_rank_zero_only(
+    make_trainer: MakeTrainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rank_zero_warn``: under DDP only rank zero warns (here this process plays rank 1)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    monitor = CalibrationMonitor(10, stages=("val",), log_figures=False, forward_fn=_Counted())
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    with _recorded() as record:
+        _fit(make_trainer, Classifier(), monitor, limit_train_batches=2)
+    assert _ours(record) == []
 
 
 def test_without_matplotlib_figures_are_refused_and_log_figures_false_runs(

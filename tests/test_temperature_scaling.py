@@ -379,6 +379,33 @@ def test_state_dict_loads_with_defaults_for_missing_keys() -> None:
     assert scaling.state_dict() == {"temperature": 1.0, "fitted": False, "num_samples": 0}
 
 
+def test_a_temperature_saved_with_a_module_and_no_stage_restores_into_the_same_settings(
+    tmp_path: Path,
+) -> None:
+    pl.seed_everything(0, verbose=False)
+    model, data = OverConfident(), DigitsDataModule(batch_size=BATCH)
+    saved = TemperatureScaling(module="net", apply_at=())  # fit and log only; `module` names the state
+    trainer = quiet_trainer(
+        limit_train_batches=2, limit_val_batches=2, num_sanity_val_steps=0, callbacks=[saved]
+    )
+    trainer.fit(model, data)
+    assert saved.fitted
+    assert "forward" not in vars(model.net)  # nothing wrapped
+    path = tmp_path / "calibrated.ckpt"
+    trainer.save_checkpoint(path)
+    assert saved.state_key in torch.load(path, weights_only=False)["callbacks"]
+    restored, outputs = TemperatureScaling(module="net", apply_at=(), fit_missing=False), Outputs()
+    assert restored.state_key == saved.state_key
+    tester = quiet_trainer(limit_test_batches=1, callbacks=[restored, outputs])
+    tester.test(OverConfident(), data, ckpt_path=str(path), verbose=False)
+    assert restored.fitted
+    assert restored.temperature == saved.temperature
+    assert restored.num_samples == 2 * BATCH
+    # apply_at=(): the test logits are the raw ones, the submodule never wrapped.
+    torch.testing.assert_close(outputs.take("test"), _raw_logits(model, _inputs("test", 1)[0]))
+    assert "forward" not in vars(tester.lightning_module.net)
+
+
 @pytest.mark.parametrize(
     ("apply_at", "test_scaled", "predict_scaled"), [((), False, False), (["predict"], False, True)]
 )
@@ -409,6 +436,76 @@ def test_a_named_submodule_is_scaled_and_restored() -> None:
     scaling._remove()
     assert "forward" not in vars(model.net)
     torch.testing.assert_close(model(x), raw)
+
+
+# ------------------------------------------------------------------------------------------ precision
+
+#: The dtype a "*-true" precision gives the weights and inputs (Lightning's convert_input).
+TRUE_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}
+
+
+class PlainSGD(Classifier):
+    """The example classifier on SGD: Adam's eps 1e-8 is 0 in float16 ("16-true" gave NaN weights)."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _by_hand(model: Classifier, x: Tensor, precision: str) -> Tensor:
+    """The evaluation logits computed here, as Lightning's evaluation loop does under ``precision``."""
+    model.eval()
+    logits: Tensor
+    with torch.no_grad():
+        if precision == "bf16-mixed":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model.net(x)
+        else:
+            logits = model.net(x.to(TRUE_DTYPES[precision]))
+    return logits
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "bf16-mixed"])
+def test_the_fit_and_the_application_work_under_every_precision(
+    precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Tensor] = []
+
+    def spy(logits: Tensor, labels: Tensor, max_iter: int = 50) -> float:
+        seen.append(logits)
+        return fit_temperature(logits, labels, max_iter)
+
+    monkeypatch.setattr("lit_noise.callbacks.temperature_scaling.fit_temperature", spy)
+    pl.seed_everything(0, verbose=False)
+    model, data = PlainSGD(), DigitsDataModule(batch_size=BATCH)
+    scaling, outputs = TemperatureScaling(), Outputs()
+    options: dict[str, Any] = {"precision": precision, "limit_val_batches": 2, "limit_test_batches": 1}
+    trainer = quiet_trainer(
+        limit_train_batches=2, num_sanity_val_steps=0, callbacks=[scaling, outputs], **options
+    )
+    trainer.fit(model, data)
+    assert scaling.fitted
+    validated = outputs.take("val")  # what Lightning's own validation step returned, same weights
+    x_val, y_val = _inputs("val", 2)
+    torch.testing.assert_close(validated, _by_hand(model, x_val, precision))
+    (collected,) = seen
+    wide = torch.float64 if precision == "64-true" else torch.float32
+    assert collected.dtype == wide  # 16-bit logits widened to float32, float64 kept
+    torch.testing.assert_close(collected, validated.to(wide), rtol=0, atol=0)
+    expected = _scipy_temperature(validated.double().numpy(), y_val.numpy())
+    assert isinstance(scaling.temperature, float)
+    assert scaling.temperature == pytest.approx(expected, rel=1e-4)
+    # Testing: the test logits in the model's dtype, divided by T.
+    x_test, _ = _inputs("test", 1)
+    quiet_trainer(callbacks=[scaling, outputs], **options).test(model, data, verbose=False)
+    tested = outputs.take("test")
+    raw = _by_hand(model, x_test, precision)
+    assert tested.dtype == raw.dtype
+    torch.testing.assert_close(tested, raw / scaling.temperature)
+    # fit_missing: a fresh callback fits the same T for these weights when testing starts.
+    fresh = TemperatureScaling()
+    quiet_trainer(callbacks=[fresh], **options).test(model, data, verbose=False)
+    assert fresh.fitted
+    assert fresh.temperature == pytest.approx(scaling.temperature, rel=1e-9)
 
 
 class Failing(Classifier):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from typing_extensions import override
 
@@ -45,6 +46,7 @@ from lit_noise.soft_labels import SoftLabels
 __all__ = ["CalibrationMonitor"]
 
 _STAGES = ("val", "test")
+_STEPS = {"val": "validation_step", "test": "test_step"}
 
 
 class _StageMetrics:
@@ -116,7 +118,10 @@ class CalibrationMonitor(MonitorHooks):
         forward_fn: how to get logits when the step returns none: ``None`` for
             ``pl_module(x)``, the name of a method of the module, or a callable
             ``f(pl_module, x) -> logits`` (for models whose ``forward`` needs more than the input).
-            Given while the step returns logits, it is not called (a one-time warning says so).
+            It is called only when a step returns no logits. If it is never called (every step
+            returned logits), a warning on rank zero says so once, at the end of the first
+            ``fit``/``validate``/``test`` by which every monitored stage the module has a step for
+            has run.
         summaries: W&B run-summary rules, metric -> ``"min"``, ``"max"``, ... (``define_metric``);
             ``None``: the lowest ``val/cal/ece`` (when ``"val"`` is monitored). Add
             ``{"val/acc": "max"}`` and so on to summarise your own metrics too; no other metric's
@@ -173,6 +178,8 @@ class CalibrationMonitor(MonitorHooks):
         if self.log_figures:
             require("matplotlib", owner, "log_figures=True (pass log_figures=False to run without figures)")
         self.forward_fn = check_forward_fn(owner, forward_fn)
+        self._forward_fn_called = False  # by any monitored step, in any run of this instance
+        self._forward_fn_skipped: dict[str, None] = {}  # stages whose step returned logits (ordered)
         self._warned_forward_fn = False
         self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
         own = {"val/cal/ece": "min"} if "val" in self.stages else {}
@@ -218,15 +225,11 @@ class CalibrationMonitor(MonitorHooks):
         owner = type(self).__name__
         self._inspected = True
         logits = step_logits(outputs)
-        if logits is not None and self.forward_fn is not None and not self._warned_forward_fn:
-            self._warned_forward_fn = True
-            warnings.warn(
-                f"{owner}: `forward_fn` is not called, because the {stage} step returns logits and"
-                " the monitor reads those. Drop `forward_fn`, or return no logits from the step for"
-                " the monitor to run it.",
-                UserWarning,
-                stacklevel=2,
-            )
+        if self.forward_fn is not None:  # whether forward_fn serves (a warning at teardown if never)
+            if logits is None:
+                self._forward_fn_called = True
+            else:
+                self._forward_fn_skipped[stage] = None
         if logits is None:  # the step returned no logits: run the forward as the step would (precision)
             plugin = trainer.precision_plugin
             context = plugin.val_step_context() if stage == "val" else plugin.test_step_context()
@@ -242,6 +245,31 @@ class CalibrationMonitor(MonitorHooks):
         # (N, C, ...) predictions are flattened to (N', C): flatten the targets alike
         flat_target = _flatten_target(target, logits.shape) if probs.ndim != logits.ndim else target
         metrics.update(logits.detach(), target, probs, flat_target.to(probs.device))
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._warn_unused_forward_fn(pl_module)
+
+    def _warn_unused_forward_fn(self, pl_module: pl.LightningModule) -> None:
+        """Warn once (rank zero) if ``forward_fn`` was never called: every step returned logits.
+
+        Only when no monitored stage that ``pl_module`` has a step for is still to run: its step may
+        return no logits (a later ``trainer.test`` after ``fit``) and need ``forward_fn``.
+        """
+        skipped = self._forward_fn_skipped
+        if self.forward_fn is None or self._forward_fn_called or self._warned_forward_fn or not skipped:
+            return
+        if any(s not in skipped and is_overridden(_STEPS[s], pl_module) for s in self.stages):
+            return
+        self._warned_forward_fn = True
+        steps = f"{' and '.join(skipped)} step{'s' if len(skipped) > 1 else ''}"
+        rank_zero_warn(
+            f"{type(self).__name__}: `forward_fn` was never called: the {steps} returned logits on"
+            " every batch, and the monitor reads those (it calls `forward_fn` only for a step that"
+            f" returns none). Drop `forward_fn`, or return no logits from the {steps} for the"
+            " monitor to call it.",
+            category=UserWarning,
+        )
 
     def _finish(self, stage: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = self.metrics.get(stage)

@@ -43,7 +43,12 @@ class TemperatureScaling(Callback):
     module's mode and the RNG state restored (:func:`~lit_noise.callbacks.monitoring.eval_forward`;
     the loaders' draws from the CPU RNG are undone too, so the rest of the run does not depend on
     the callback), with the trainer in its validation stage (so a mixing DataModule leaves the
-    batches alone). The validation logits are held in memory for the fit (``N x C`` floats). Under
+    batches alone). Each batch goes through what Lightning's evaluation loop does before a
+    validation step: the precision plugin's ``convert_input`` (floats to bfloat16, float16 or
+    float64 under ``"bf16-true"``, ``"16-true"``, ``"64-true"``), the batch-transfer hooks and the
+    device move; the forward runs in the plugin's ``val_step_context`` (autocast under
+    ``"*-mixed"``, the default dtype under ``"*-true"``). The validation logits are held in memory
+    for the fit (``N x C`` floats; 16-bit logits widened to float32, float64 ones kept). Under
     DDP the logits of every process are gathered, so every rank fits the same temperature on the
     whole validation set (a ``DistributedSampler`` that pads an uneven set repeats a few samples,
     as in validation itself). It fits ``T`` by L-BFGS on the NLL of ``softmax(z / T)`` (Guo et
@@ -68,8 +73,9 @@ class TemperatureScaling(Callback):
     and ``model.forward(x)`` both return calibrated logits, and a ``predict_step`` that takes the
     softmax returns calibrated probabilities. Training and validation (also ``trainer.validate``)
     never see it, the weights are never changed, and before ``T`` is fitted nothing is applied
-    (``T = 1``, the identity; testing then warns once). ``apply_at=()`` only fits and logs; use
-    ``logits / callback.temperature`` yourself.
+    (``T = 1``, the identity; testing then warns once). The output keeps its dtype (``T`` is a
+    Python float). ``apply_at=()`` only fits and logs; use ``logits / callback.temperature``
+    yourself (a ``module`` then wraps nothing: it only names the state in checkpoints).
 
     **Checkpoints.** ``T`` is part of the callback state (``state_dict``), so a checkpoint saved
     after fitting (``trainer.save_checkpoint(path)`` once ``fit`` has returned) and loaded with
@@ -88,7 +94,10 @@ class TemperatureScaling(Callback):
         apply_at: where to apply ``T``: a subset of ``("test", "predict")``; ``()`` to switch it off.
         module: dotted name of the submodule whose output is divided by ``T`` (e.g. ``"net"``, or
             ``"head"``); ``None``: the LightningModule's own ``forward``. The output must be the
-            logits the temperature was fitted on (those ``forward_fn`` returns).
+            logits the temperature was fitted on (those ``forward_fn`` returns). It is also part of
+            :attr:`state_key`, so a checkpoint's ``T`` is restored only into an instance with the
+            same ``module``; with ``apply_at=()`` that is all it does (nothing is wrapped; the name
+            is still checked in ``setup``).
         input_key: where the model input is in a validation batch (index, key or dotted path).
         target_key: where the targets are: class indices, ``SoftLabels`` or ``(N, C)`` distributions
             (their argmax is used).
@@ -143,8 +152,6 @@ class TemperatureScaling(Callback):
         self.apply_at = tuple(dict.fromkeys(str(stage) for stage in apply_at))
         if module is not None and (not isinstance(module, str) or not module):
             raise fail(owner, "module", module, "None or the dotted name of a submodule, e.g. 'net'")
-        if module is not None and not self.apply_at:
-            raise fail(owner, "module", module, "None with apply_at=() (the temperature is applied nowhere)")
         self.module = module
         self.input_key = input_key
         self.target_key = target_key
@@ -227,18 +234,24 @@ class TemperatureScaling(Callback):
         ]
         stage = trainer.state.stage
         trainer.state.stage = RunningStage.VALIDATING  # DataModule hooks see validation batches
+        precision = trainer.precision_plugin
         chunks: list[Tensor] = []
         targets: list[Tensor] = []
         try:  # iterating a loader draws its base seed from the CPU RNG: fork it (forwards fork their own)
-            with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
+            with torch.random.fork_rng(devices=[]):
                 for index, (loader, limit) in enumerate(zip(flat, limits, strict=False)):
                     for count, batch in enumerate(loader):
                         if count >= limit:
                             break
+                        # As Lightning's evaluation loop: floats to the precision's dtype ("*-true"),
+                        # the batch hooks and the device move, then the forward in the step's context
+                        # (autocast for "*-mixed", the default dtype for "*-true").
+                        batch = precision.convert_input(batch)
                         batch = pl_module._on_before_batch_transfer(batch, dataloader_idx=index)
                         batch = trainer.strategy.batch_to_device(batch, dataloader_idx=index)
                         inputs = read(batch, self._input_path, owner)
-                        logits = eval_forward(pl_module, inputs, self.forward_fn, owner, step_helps=False)
+                        with precision.val_step_context():
+                            logits = eval_forward(pl_module, inputs, self.forward_fn, owner, step_helps=False)
                         target = read(batch, self._target_path, owner)
                         first = not chunks
                         if first:
@@ -254,7 +267,8 @@ class TemperatureScaling(Callback):
                         labels = hard_targets(
                             target, logits.shape, int(logits.shape[1]), owner, validate=first
                         )
-                        chunks.append(logits.detach().float())
+                        # 16-bit logits widened to float32 (float64 ones kept): the fit is in float64
+                        chunks.append(logits.detach().to(torch.promote_types(logits.dtype, torch.float32)))
                         targets.append(labels.to(logits.device))
         finally:
             trainer.state.stage = stage
