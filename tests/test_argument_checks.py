@@ -174,6 +174,15 @@ CASES: list[tuple[str, Build, str, str, str]] = [
     ),
     ("InputNoise clamp shape", lambda: InputNoise(Gaussian(0.1), clamp=(0,)), "InputNoise", "clamp", "(0,)"),
     ("InputNoise seed", lambda: InputNoise(Gaussian(0.1), seed=-1), "InputNoise", "seed", "-1"),
+    (
+        "WeightNoise restore under DDP",
+        lambda: WeightNoise(Gaussian(0.1), restore="regenerate", seed=0).setup(
+            quiet_trainer(devices=2, strategy="ddp_spawn"), pl.LightningModule(), "fit"
+        ),
+        "WeightNoise",
+        "restore",
+        "'regenerate'",
+    ),
     # Seeds are hashed as 64 bits: 2**64 acted as seed 0.
     ("GradientNoise seed 2**64", lambda: GradientNoise(0.1, seed=2**64), "GradientNoise", "seed", str(2**64)),
     (

@@ -87,6 +87,80 @@ def test_pattern_matching_nothing_is_refused_at_fit_start(make_trainer: Callable
         fit(make_trainer, [GradientNoise(0.1, exclude="*.gamma", seed=0)])
 
 
+class SparseEmbedding(Net):
+    """Net plus an nn.Embedding(sparse=True) (a sparse COO gradient) used from batch ``used_from`` on."""
+
+    def __init__(self, used_from: int = 0) -> None:
+        super().__init__(optimizer="sgd")  # Adam refuses sparse gradients itself
+        self.emb = nn.Embedding(10, 3, sparse=True)
+        self.used_from = used_from
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        if batch_idx >= self.used_from:
+            logits = logits + self.emb((x[:, 0].abs() * 3).long().clamp(max=9))
+        return F.cross_entropy(logits, y)
+
+
+SPARSE_MESSAGE = (
+    r"^GradientNoise: these parameters have sparse gradients: emb\.weight \(torch\.sparse_coo\)\."
+    r".*Leave those parameters out with `exclude=`"
+)
+
+
+@pytest.mark.parametrize(
+    ("std", "relative"),
+    [
+        (0.1, False),
+        (0.1, "tensor"),
+        (0.1, "global"),
+        # Still 0 at the first step (no noise drawn yet): refused there all the same, not at step 2.
+        (Linear(start=0.0, end=0.1, begin=2, until=4, unit="step"), False),
+    ],
+    ids=["absolute", "tensor", "global", "zero at the first step"],
+)
+def test_sparse_gradients_are_refused_at_the_first_step(
+    make_trainer: Callable[..., pl.Trainer], std: Any, relative: Any
+) -> None:
+    # torch's own errors: add(sparse, dense) (absolute) and linalg_vector_norm on SparseCPU (relative).
+    model = SparseEmbedding()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    noise = GradientNoise(std, relative, seed=0)
+    trainer = make_trainer(max_epochs=1, limit_val_batches=0, callbacks=[noise])
+    with pytest.raises(ConfigurationError, match=SPARSE_MESSAGE):
+        trainer.fit(model, make_loader())
+    assert trainer.global_step == 0  # refused before the first optimizer step
+    assert_same_weights({n: p.detach() for n, p in model.named_parameters()}, before)
+
+
+@pytest.mark.parametrize("relative", [False, "tensor"])
+def test_sparse_gradient_first_seen_after_the_first_step_is_refused(
+    make_trainer: Callable[..., pl.Trainer], relative: Any
+) -> None:
+    model = SparseEmbedding(used_from=2)  # no gradient at all for emb.weight in steps 0 and 1
+    trainer = make_trainer(
+        max_epochs=1, limit_val_batches=0, callbacks=[GradientNoise(0.1, relative, seed=0)]
+    )
+    with pytest.raises(ConfigurationError, match=SPARSE_MESSAGE):
+        trainer.fit(model, make_loader())
+    assert trainer.global_step == 2  # steps 0 and 1 ran; step 2 (the sparse gradient's first) did not
+
+
+def test_sparse_gradients_left_out_with_exclude(make_trainer: Callable[..., pl.Trainer]) -> None:
+    before, after = AllGrads(), AllGrads()
+    noise = GradientNoise(0.1, exclude="emb.*", seed=3)
+    fit(make_trainer, [before, noise, after], model=SparseEmbedding(), max_epochs=1, limit_train_batches=3)
+    assert len(after.steps) == 3
+    for t, (clean, noisy) in enumerate(zip(before.steps, after.steps, strict=True)):
+        assert noisy["emb.weight"].layout == torch.sparse_coo  # type: ignore[union-attr]
+        assert torch.equal(noisy["emb.weight"].to_dense(), clean["emb.weight"].to_dense())  # type: ignore[union-attr]
+        dense = [n for n in clean if n != "emb.weight"]
+        want = expected_noise(3, t, [clean[n].shape for n in dense], 0.1)  # type: ignore[union-attr]
+        for name, expected in zip(dense, want, strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], expected)  # type: ignore[operator]
+
+
 # ============================================================================ semantics
 
 

@@ -402,7 +402,7 @@ def test_targets_with_missing_gradients_keep_the_others_noise() -> None:
         ({"closure_optimizers": "LBFGS"}, "sequence of optimizer class names"),
         ({"closure_optimizers": [""]}, "non-empty class name"),
         ({"scale": -1.0}, r"`scale` must be >= 0"),
-        ({"seed": -3}, r"`seed` must be an integer >= 0"),
+        ({"seed": -3}, r"`seed` must be an integer in \[0, 2\*\*64 - 1\], got -3"),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs: dict[str, Any], message: str | None) -> None:
@@ -957,6 +957,169 @@ def test_regenerate_refuses_half_precision_parameters(make_trainer: Callable[...
             model=model,
             precision="bf16-true",
         )
+
+
+class Still(Net):
+    """Net trained by SGD at lr=0: whatever the gradients, a clean run ends with its initial weights."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+class Batches(pl.Callback):
+    """Counts the training batches that started."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.started += 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # Both unnamed, both selecting everything: named by their noise.
+        (WeightNoise(Gaussian(0.1), seed=1), WeightNoise(Uniform(0.2), seed=2)),
+        # Overlapping in one parameter only (net.0.weight), one of them restoring by regeneration.
+        (
+            WeightNoise(Gaussian(0.1), include="net.0.*", restore="regenerate", seed=1, name="a"),
+            WeightNoise(Gaussian(0.1), exclude=["net.0.bias", "net.2.*"], seed=2, name="b"),
+        ),
+    ],
+)
+def test_overlapping_weight_noise_selections_are_refused_before_any_step(
+    make_trainer: Callable[..., pl.Trainer], first: WeightNoise, second: WeightNoise
+) -> None:
+    # Unrefused, the second restored (clean + the first one's noise): the noise stayed in the weights.
+    model, batches = Still(), Batches()
+    before = snapshot(model)
+    with pytest.raises(ConfigurationError) as err:
+        fit(make_trainer, [first, second, batches], model=model, max_epochs=1)
+    names = ("weight_gaussian", "weight_uniform") if first.name == "weight_gaussian" else ("a", "b")
+    message = str(err.value)
+    # The later one refuses, naming itself, the earlier one and a parameter both select.
+    assert message.startswith(f"WeightNoise({names[1]!r}) and WeightNoise({names[0]!r}), listed before it")
+    assert "select the parameter 'net.0.weight'" in message
+    assert "disjoint parameters (`include` / `exclude` patterns), or use one WeightNoise" in message
+    assert batches.started == 0
+    _unchanged(model, before)
+
+
+def test_disjoint_weight_noise_selections_restore_every_weight(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    model, probe = Still(), Probe()
+    initial = snapshot(model)
+    first = WeightNoise(Gaussian(0.1), include="net.0.*", seed=1, name="a")
+    second = WeightNoise(Uniform(0.2), include="net.2.*", seed=2, name="b")
+    fit(make_trainer, [first, second, probe], model=model, max_epochs=1)
+    noisy = probe.at["batch_start"][0]  # both perturbed their own layers ...
+    assert all(not torch.equal(noisy[n], initial[n]) for n in initial)
+    _unchanged(model, initial)  # ... and at lr=0 the fit ends with the initial weights, bit for bit
+    # Reused in the other order in a new fit: each compares with this fit's selections only.
+    fit(make_trainer, [second, first], model=model, max_epochs=1)
+    _unchanged(model, initial)
+
+
+def test_regenerate_is_refused_in_setup_under_ddp(make_trainer: Callable[..., pl.Trainer]) -> None:
+    # Each rank subtracts its own noise, leaving its own rounding residue: the replicas drifted apart.
+    trainer = make_trainer(devices=2, strategy="ddp_spawn")  # builds the Trainer, spawns nothing
+    assert trainer.world_size == 2
+    WeightNoise(Gaussian(0.1), seed=0).setup(trainer, Net(), "fit")  # restore="copy": accepted
+    with pytest.raises(ConfigurationError) as err:
+        WeightNoise(Gaussian(0.1), restore="regenerate", seed=0).setup(trainer, Net(), "fit")
+    message = str(err.value)
+    assert message.startswith("WeightNoise: `restore` must be 'copy' when training runs in several processes")
+    assert "(world_size=2), got 'regenerate'" in message
+    assert "restore='copy' (the default)" in message
+    assert "identical" in message
+    # One process: regenerate is allowed (its restore is checked against the weights above).
+    WeightNoise(Gaussian(0.1), restore="regenerate", seed=0).setup(make_trainer(), Net(), "fit")
+
+
+class SparseEmbedding(Net):
+    """Net plus an nn.Embedding(sparse=True) whose gradient is a sparse COO tensor; plain SGD."""
+
+    def __init__(self, lr: float = 0.1) -> None:
+        super().__init__(optimizer="sgd")
+        self.emb = nn.Embedding(10, 3, sparse=True)
+        self.lr = lr
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch
+        ids = (x[:, 0].abs() * 3).long().clamp(max=9)
+        return F.cross_entropy(self(x) + self.emb(ids), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"relative": True}, {"restore": "regenerate"}])
+def test_weight_noise_works_on_parameters_with_sparse_gradients(
+    make_trainer: Callable[..., pl.Trainer], kwargs: dict[str, Any]
+) -> None:
+    model, probe = SparseEmbedding(lr=0.0), Probe()
+    initial = snapshot(model)
+    fit(make_trainer, [WeightNoise(Gaussian(0.1), seed=0, **kwargs), probe], model=model, max_epochs=1)
+    assert not torch.equal(probe.at["batch_start"][0]["emb.weight"], initial["emb.weight"])  # perturbed
+    assert probe.at["grad"][0]["emb.weight"].layout == torch.sparse_coo  # the gradient stayed sparse
+    # The weights themselves are dense: restored bit for bit (copy), within the documented bound (regenerate).
+    assert_same_weights(snapshot(model), initial, exact=kwargs.get("restore") != "regenerate")
+
+
+def _weight_noise(**kwargs: Any) -> WeightNoise:
+    return WeightNoise(Gaussian(0.1), seed=0, **kwargs)
+
+
+def _gradient_noise(**kwargs: Any) -> GradientNoise:
+    return GradientNoise(0.1, seed=0, **kwargs)
+
+
+class LazyNet(Net):
+    """Net whose first layer is an nn.LazyLinear, initialised by a dummy forward pass in `setup` if asked."""
+
+    def __init__(self, init_in_setup: bool = False, example: bool = False) -> None:
+        super().__init__(optimizer="sgd")
+        self.net[0] = nn.LazyLinear(16)
+        self.init_in_setup = init_in_setup
+        if example:
+            self.example_input_array = torch.zeros(2, 8)
+
+    def setup(self, stage: str) -> None:
+        if self.init_in_setup:
+            self(torch.zeros(1, 8))
+
+
+@pytest.mark.parametrize("callback", [_weight_noise, _gradient_noise])
+@pytest.mark.parametrize("example", [False, True])
+def test_uninitialised_lazy_parameters_are_refused_at_fit_start(
+    make_trainer: Callable[..., pl.Trainer], callback: Callable[..., pl.Callback], example: bool
+) -> None:
+    # torch's own error came from `numel()`; `example_input_array` does not help: Lightning's model
+    # summary, which runs a forward pass on it, comes after the user's callbacks.
+    model, batches = LazyNet(example=example), Batches()
+    with pytest.raises(ConfigurationError) as err:
+        fit(make_trainer, [callback(), batches], model=model, enable_model_summary=example)
+    message = str(err.value)
+    owner = "WeightNoise" if isinstance(callback(), WeightNoise) else "GradientNoise"
+    assert message.startswith(f"{owner}: uninitialised parameters of a lazy module")
+    assert "net.0.weight, net.0.bias" in message
+    assert "forward pass on a dummy batch in the LightningModule's `__init__` or `setup`" in message
+    assert batches.started == 0
+    assert isinstance(model.net[0].weight, nn.parameter.UninitializedParameter)
+
+
+@pytest.mark.parametrize("callback", [_weight_noise, _gradient_noise])
+@pytest.mark.parametrize("how", ["setup", "exclude"])
+def test_lazy_modules_initialised_in_setup_or_excluded_train(
+    make_trainer: Callable[..., pl.Trainer], callback: Callable[..., pl.Callback], how: str
+) -> None:
+    noise = callback(exclude="net.0.*") if how == "exclude" else callback()
+    model, batches = LazyNet(init_in_setup=how == "setup"), Batches()
+    fit(make_trainer, [noise, batches], model=model, max_epochs=1)
+    assert batches.started == 8
+    assert model.net[0].weight.shape == (16, 8)
 
 
 def test_frozen_parameters_are_not_selected(make_trainer: Callable[..., pl.Trainer]) -> None:

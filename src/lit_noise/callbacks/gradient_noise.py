@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal, Union
 
 import lightning.pytorch as pl
@@ -13,6 +13,7 @@ from typing_extensions import override
 from lit_noise._validation import check_int, fail
 from lit_noise.callbacks.base import NoiseCallback
 from lit_noise.callbacks.weight_noise import refuse_manual_optimization, trainable_parameters
+from lit_noise.errors import ConfigurationError
 from lit_noise.functional.params import FlatLayout, Patterns, gaussian_, normalize_patterns
 from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
 
@@ -30,9 +31,11 @@ class GradientNoise(NoiseCallback):
     The noise goes in ``on_before_optimizer_step``: once per optimizer step (not per micro-batch
     under gradient accumulation), after mixed precision has unscaled the gradients and before
     gradient clipping, so the clipping threshold bounds the noisy gradient. Parameters without a
-    gradient are skipped. Gradient noise changes the weights for good, so it is the same on every
-    DDP rank: the generator is seeded from (seed, optimizer step) only, never the rank. Same seed,
-    same run; a resumed run continues the same noise.
+    gradient are skipped; a sparse gradient (``nn.Embedding(sparse=True)``) is refused at the first
+    step (or the first one where it appears): leave it out with ``exclude``. Gradient noise changes
+    the weights for good, so it is the same on every DDP rank: the generator is seeded from (seed,
+    optimizer step) only, never the rank. Same seed, same run; a resumed run continues the same
+    noise.
 
     For the annealed noise of Neelakantan et al. (2015), "Adding Gradient Noise Improves Learning
     for Very Deep Networks", whose *variance* is ``eta / (1 + t) ** gamma`` at step ``t``, pass
@@ -104,6 +107,8 @@ class GradientNoise(NoiseCallback):
         self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
         self._layout: FlatLayout | None = None
         self._params: list[torch.nn.Parameter] = []
+        self._names: list[str] = []
+        self._grads_checked = False
 
     @override
     def _schedules(self) -> Iterable[Schedule]:
@@ -123,8 +128,10 @@ class GradientNoise(NoiseCallback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._params, _ = trainable_parameters("GradientNoise", pl_module, self.include, self.exclude)
+        self._params, aliases = trainable_parameters("GradientNoise", pl_module, self.include, self.exclude)
+        self._names = [names[0] for names in aliases]
         self._layout = FlatLayout(self._params, self.chunk_size)
+        self._grads_checked = False
 
     @override
     def on_before_optimizer_step(
@@ -133,6 +140,9 @@ class GradientNoise(NoiseCallback):
         layout = self._layout
         if layout is None:
             raise RuntimeError("GradientNoise: on_fit_start did not run before the first step.")
+        if not self._grads_checked:  # once: the gradients of the first step, before any noise
+            self._refuse_sparse([p.grad for p in self._params])
+            self._grads_checked = True
         std = self.std(self._clock(trainer)) * self.scale
         self._log(trainer, pl_module, {"std": std})
         if std == 0.0:
@@ -141,15 +151,35 @@ class GradientNoise(NoiseCallback):
         step = trainer.global_step
         generators = {d: self._generator(d, trainer, step, per_rank=False) for d in layout.devices}
         grads = [p.grad for p in self._params]
-        factors = layout.rms(grads, per_tensor=self.relative == "tensor") if self.relative else None
-        layout.add_(
-            lambda out, generator: gaussian_(out, std, 0.0, generator),
-            generators,
-            targets=grads,
-            factors=factors,
-        )
+        try:
+            factors = layout.rms(grads, per_tensor=self.relative == "tensor") if self.relative else None
+            layout.add_(
+                lambda out, generator: gaussian_(out, std, 0.0, generator),
+                generators,
+                targets=grads,
+                factors=factors,
+            )
+        except (RuntimeError, NotImplementedError):
+            # A sparse gradient first seen after the first step: say so rather than torch's error.
+            self._refuse_sparse(grads)
+            raise
+
+    def _refuse_sparse(self, grads: Sequence[torch.Tensor | None]) -> None:
+        """Raise :class:`ConfigurationError` if one of ``grads`` is not a dense (strided) tensor."""
+        sparse = [
+            f"{name} ({grad.layout})"
+            for name, grad in zip(self._names, grads, strict=True)
+            if grad is not None and grad.layout != torch.strided
+        ]
+        if sparse:
+            raise ConfigurationError(
+                f"GradientNoise: these parameters have sparse gradients: {', '.join(sparse)}. Gradient"
+                " noise is dense (one draw per element), so it cannot go into a sparse gradient (from"
+                " nn.Embedding or nn.EmbeddingBag with sparse=True, ...). Leave those parameters out"
+                " with `exclude=` (their names or a pattern), or use dense gradients (sparse=False)."
+            )
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._layout, self._params = None, []
+            self._layout, self._params, self._names = None, [], []

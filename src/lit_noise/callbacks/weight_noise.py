@@ -9,6 +9,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+from torch.nn.parameter import is_lazy
 from torch.optim import Optimizer
 from typing_extensions import override
 
@@ -19,6 +20,7 @@ from lit_noise.functional.params import (
     FlatLayout,
     Patterns,
     Sampler,
+    _some,
     gaussian_,
     laplace_,
     normalize_patterns,
@@ -64,9 +66,25 @@ def refuse_manual_optimization(owner: str, pl_module: pl.LightningModule, reason
 def trainable_parameters(
     owner: str, pl_module: pl.LightningModule, include: Sequence[str] | None, exclude: Sequence[str] | None
 ) -> tuple[list[torch.nn.Parameter], list[list[str]]]:
-    """The selected trainable, non-empty parameters and every name (aliases included) of each."""
+    """The selected trainable, non-empty parameters and every name (aliases included) of each.
+
+    Raises:
+        ConfigurationError: a selected parameter is not initialised yet (a lazy module's, such as
+            ``nn.LazyLinear``'s, before its first forward pass): its size is unknown.
+    """
     named = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
-    chosen = [named[i][1] for i in select_names(owner, [n for n, _ in named], include, exclude)]
+    picked = [named[i] for i in select_names(owner, [n for n, _ in named], include, exclude)]
+    lazy = [n for n, p in picked if is_lazy(p)]
+    if lazy:
+        raise ConfigurationError(
+            f"{owner}: uninitialised parameters of a lazy module (nn.LazyLinear, nn.LazyConv2d, ...) when"
+            f" the fit starts: {_some(lazy)}; their sizes are unknown, so no noise can be laid out for"
+            " them. Initialise lazy modules before `fit`: run one forward pass on a dummy"
+            " batch in the LightningModule's `__init__` or `setup` (an `example_input_array` alone is not"
+            " enough: the model summary's forward pass runs after this callback's `on_fit_start`), or"
+            " leave those parameters out with `exclude=`."
+        )
+    chosen = [p for _, p in picked]
     aliases: dict[int, list[str]] = {}
     for alias, param in pl_module.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(param), []).append(alias)
@@ -102,7 +120,7 @@ class WeightNoise(NoiseCallback):
 
     Noise is drawn per micro-batch from a generator seeded by (seed, epoch, batch index, rank):
     the same seed gives the same run, a resumed run continues the same noise, and DDP ranks draw
-    different noise (it is undone before the step, so replicas stay identical).
+    different noise (the clean copy goes back before the step, so replicas stay identical).
 
     Args:
         noise: ``Gaussian``, ``Uniform`` or ``Laplace`` (additive; any ``restore``, may be
@@ -111,7 +129,10 @@ class WeightNoise(NoiseCallback):
         include: glob patterns (``"encoder.*"``, ``"*.weight"``) or regexes prefixed with ``re:``
             (matched against the whole name) selecting trainable parameters by their
             ``named_parameters()`` name; ``None``: every trainable parameter. Buffers (BatchNorm
-            statistics) are never touched. Each pattern must match some parameter.
+            statistics) are never touched. Each pattern must match some parameter. Several
+            WeightNoise may share a Trainer only if no parameter is selected by two of them
+            (refused at fit start: each undoes only its own noise). A parameter of a lazy module
+            that is not initialised when the fit starts is refused.
         exclude: patterns of parameters to leave clean.
         relative: multiply each tensor's noise by that tensor's population standard deviation,
             computed from its clean values at each micro-batch (Parametric Noise Injection);
@@ -120,7 +141,9 @@ class WeightNoise(NoiseCallback):
         restore: ``"copy"`` keeps a clean copy of the selected parameters (exact);
             ``"regenerate"`` keeps none: it replays the generator and subtracts the noise, which
             restores each element to within about 1 ulp of ``max(|w|, |w + noise|)`` (refused for
-            float16/bfloat16 parameters, where that is far too coarse).
+            float16/bfloat16 parameters, where that is far too coarse, and when
+            ``trainer.world_size > 1``, where each rank's rounding residue would differ and the DDP
+            replicas drift apart).
         seed: base seed (``None``: drawn from torch's RNG at setup and shared from rank 0).
         name: name in logged keys (``noise/<name>/<param>``), logged settings
             (``lit_noise/<name>/...``) and checkpoint state; ``None``: ``"weight"``, or
@@ -222,12 +245,22 @@ class WeightNoise(NoiseCallback):
                 " a module that runs its own forward/backward passes and steps would train at noisy"
                 " or half-restored weights.",
             )
+            if self.restore == "regenerate" and trainer.world_size > 1:
+                raise ConfigurationError(
+                    "WeightNoise: `restore` must be 'copy' when training runs in several processes"
+                    f" (world_size={trainer.world_size}), got 'regenerate'. Each rank draws its own"
+                    " noise, and subtracting it again gives a weight back only to within rounding"
+                    " (fl(fl(w + n) - n) is not always w), a residue that differs from rank to rank:"
+                    " the replicas would drift apart. restore='copy' (the default) copies the clean"
+                    " values back exactly and keeps every replica identical."
+                )
         super().setup(trainer, pl_module, stage)
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_optimizers(trainer.optimizers)
         params, aliases = trainable_parameters("WeightNoise", pl_module, self.include, self.exclude)
+        self._refuse_overlap(trainer, params, aliases)
         if self.restore == "regenerate":
             half = sorted({str(p.dtype) for p in params if p.dtype in _HALF})
             if half:
@@ -242,6 +275,34 @@ class WeightNoise(NoiseCallback):
             params, self.chunk_size, keep_copy=self.restore == "copy", stats=self.relative
         )
         self._pending = None
+
+    def _refuse_overlap(
+        self, trainer: pl.Trainer, params: Sequence[torch.nn.Parameter], aliases: Sequence[Sequence[str]]
+    ) -> None:
+        """Refuse a parameter that a WeightNoise listed before this one also selects.
+
+        Those ran ``on_fit_start`` already in this fit, so their selection is this fit's; the ones
+        listed after this one may still hold an earlier fit's (they compare with this one in turn).
+        """
+        callbacks: list[pl.Callback] = trainer.callbacks  # type: ignore[attr-defined]
+        for other in callbacks:
+            if other is self:
+                return
+            if not isinstance(other, WeightNoise) or not other._params:
+                continue
+            theirs = {id(p) for p in other._params}
+            shared = next(
+                (names[0] for p, names in zip(params, aliases, strict=True) if id(p) in theirs), None
+            )
+            if shared is not None:
+                raise ConfigurationError(
+                    f"WeightNoise({self.name!r}) and WeightNoise({other.name!r}), listed before it, both"
+                    f" select the parameter {shared!r}. Each undoes only its own perturbation, one after"
+                    " the other, so together they would not give the clean weights back (with"
+                    f" restore='copy', {self.name!r} restores values it saved after {other.name!r} had"
+                    " added its noise) and noise would stay in the weights for good. Give them disjoint"
+                    " parameters (`include` / `exclude` patterns), or use one WeightNoise."
+                )
 
     def _check_optimizers(self, optimizers: Sequence[Optimizer]) -> None:
         for optimizer in optimizers:
