@@ -569,7 +569,7 @@ def test_errors_before_the_first_step(make_trainer, callback, model, loader, tra
         (lambda: InputNoise(Gaussian(std=0.1), key=1.5), r"InputNoise: `key` must be an int, a str"),
         (
             lambda: InputNoise(Gaussian(std=0.1), seed=-1),
-            r"InputNoise: `seed` must be an integer >= 0, got -1",
+            r"InputNoise: `seed` must be an integer in \[0, 2\*\*64 - 1\], got -1",
         ),
         (lambda: InputNoise(Gaussian(std=0.1), scale=-1.0), r"InputNoise: `scale` must be >= 0, got -1\.0"),
         (lambda: InputNoise(Gaussian(std=0.1), name=""), r"InputNoise: `name` must be a non-empty string"),
