@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import BaseFinetuning
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -222,3 +223,40 @@ def assert_same_optimizer_state(
                 torch.testing.assert_close(other, value, rtol=1e-5, atol=1e-7)
             else:
                 assert other == value
+
+
+class Finetuned(pl.LightningModule):
+    """A backbone and a head for the finetuning callbacks; SGD over the parameters trainable at set-up."""
+
+    SHAPES: ClassVar[dict[str, tuple[int, ...]]] = {
+        "backbone.weight": (16, FEATURES),
+        "backbone.bias": (16,),
+        "head.weight": (CLASSES, 16),
+        "head.bias": (CLASSES,),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Linear(FEATURES, 16)
+        self.head = nn.Linear(16, CLASSES)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(self.head(torch.tanh(self.backbone(x))), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
+
+
+class UnfreezeForOneEpoch(BaseFinetuning):
+    """Freezes the backbone in ``setup``, unfreezes it (own param group) at epoch 1, freezes it at 2."""
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        self.freeze(pl_module.backbone)
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Any) -> None:
+        if epoch == 1:
+            self.unfreeze_and_add_param_group(pl_module.backbone, optimizer)
+        elif epoch == 2:
+            self.freeze(pl_module.backbone)

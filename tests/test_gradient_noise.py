@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,13 +15,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import BackboneFinetuning
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins import MixedPrecision
 from torch import Tensor, nn
 
 from _param_noise_reference import (
+    Finetuned,
     Net,
     StepRecorder,
+    UnfreezeForOneEpoch,
     assert_same_optimizer_state,
     assert_same_weights,
     gradient_generator,
@@ -48,9 +52,11 @@ def fit(
     return trainer, model
 
 
-def expected_noise(seed: int, step: int, shapes: list[torch.Size], std: float) -> list[Tensor]:
-    """The documented draw of step ``step`` in epoch 0: one N(0, std) buffer over the selected parameters."""
-    g = gradient_generator(seed, 0, step)
+def expected_noise(
+    seed: int, step: int, shapes: list[torch.Size], std: float, epoch: int = 0
+) -> list[Tensor]:
+    """The documented draw of step ``step`` in ``epoch``: one N(0, std) buffer over the selected ones."""
+    g = gradient_generator(seed, epoch, step)
     flat = torch.empty(sum(s.numel() for s in shapes)).normal_(0.0, std, generator=g)
     return [piece.view(s) for piece, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]
 
@@ -492,3 +498,104 @@ def test_layout_rms_per_tensor_and_global_across_chunks() -> None:
     present = np.concatenate([t.numpy().ravel() for t in targets if t is not None])
     overall = torch.cat(layout.rms(targets, per_tensor=False))
     np.testing.assert_allclose(overall.numpy(), [np.sqrt(np.mean(present**2))] * 4, rtol=1e-6)
+
+
+# ============================================================================ frozen, unfrozen mid-fit
+
+
+def _shapes(names: Sequence[str]) -> list[torch.Size]:
+    return [torch.Size(Finetuned.SHAPES[n]) for n in names]
+
+
+@pytest.mark.parametrize(
+    ("finetuning", "backbone_trains"),
+    [
+        (lambda: BackboneFinetuning(unfreeze_backbone_at_epoch=1), (False, True, True)),
+        (UnfreezeForOneEpoch, (False, True, False)),
+    ],
+    ids=["BackboneFinetuning", "frozen again at epoch 2"],
+)
+def test_parameters_unfrozen_mid_fit_get_gradient_noise_from_that_epoch_on(
+    make_trainer: Callable[..., pl.Trainer],
+    finetuning: Callable[[], pl.Callback],
+    backbone_trains: tuple[bool, ...],
+) -> None:
+    """The draw of step t covers the parameters trainable in t's epoch, in ``named_parameters`` order."""
+    before, after = AllGrads(), AllGrads()
+    # The finetuning callback listed last: its on_train_epoch_start runs after GradientNoise's.
+    callbacks = [before, GradientNoise(std=0.1, seed=4), after, finetuning()]
+    fit(make_trainer, callbacks, model=Finetuned(), max_epochs=3, limit_train_batches=2)
+    assert len(after.steps) == 6
+    for t, (clean, noisy) in enumerate(zip(before.steps, after.steps, strict=True)):
+        epoch = t // 2
+        trains = backbone_trains[epoch]
+        assert (clean["backbone.weight"] is not None) == trains  # a frozen backbone has no gradient ...
+        if not trains:
+            assert noisy["backbone.weight"] is None  # ... and gets none
+        names = [n for n in Finetuned.SHAPES if trains or n.startswith("head.")]
+        want = expected_noise(4, t, _shapes(names), 0.1, epoch=epoch)
+        for name, expected in zip(names, want, strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], expected, msg=f"step {t}: {name}")  # type: ignore[operator]
+
+
+FROZEN_AT_START = (
+    r"^GradientNoise: include=\['backbone\.\*'\] and exclude=None select parameters that are frozen"
+    r" \(requires_grad=False\) as the fit starts: backbone\.weight, backbone\.bias\. They get no noise"
+)
+#: Matches both warnings, at fit start and at its end (pytest.warns re-emits the warnings it does not match).
+FROZEN_OR_STAYED = r"select parameters that (are|stayed) frozen"
+
+
+def _fit_with_backbone_only(
+    make_trainer: Callable[..., pl.Trainer], unfreeze_at: int
+) -> tuple[AllGrads, AllGrads, list[str]]:
+    """GradientNoise(include="backbone.*") with the backbone frozen until ``unfreeze_at``: grads, warnings."""
+    before, after = AllGrads(), AllGrads()
+    noise = GradientNoise(std=0.1, include="backbone.*", seed=6)
+    finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=unfreeze_at)
+    with pytest.warns(UserWarning, match=FROZEN_OR_STAYED) as record:
+        fit(make_trainer, [before, noise, after, finetuning], model=Finetuned(), limit_train_batches=2)
+    return before, after, [str(w.message) for w in record if issubclass(w.category, UserWarning)]
+
+
+def test_include_matching_only_frozen_parameters_is_accepted_with_a_warning(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    before, after, messages = _fit_with_backbone_only(make_trainer, unfreeze_at=1)
+    # Once, at fit start; the backbone did become trainable: no warning at the end.
+    assert len(messages) == 1
+    assert re.match(FROZEN_AT_START, messages[0])
+    assert len(after.steps) == 4
+    for t, (clean, noisy) in enumerate(zip(before.steps, after.steps, strict=True)):
+        for name in ("head.weight", "head.bias"):  # never selected
+            assert torch.equal(noisy[name], clean[name])  # type: ignore[arg-type]
+        if t < 2:
+            assert noisy["backbone.weight"] is None
+            continue
+        names = ["backbone.weight", "backbone.bias"]
+        for name, expected in zip(names, expected_noise(6, t, _shapes(names), 0.1, epoch=1), strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], expected)  # type: ignore[operator]
+    # A pattern that matches no parameter at all, frozen or not, is still refused.
+    with pytest.raises(ConfigurationError, match=r"`include` pattern 'backbon\.\*' matches no trainable"):
+        fit(
+            make_trainer, [GradientNoise(0.1, include="backbon.*", seed=0), BackboneFinetuning()], Finetuned()
+        )
+
+
+def test_selected_parameters_frozen_for_the_whole_fit_are_named_at_its_end(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    before, after, messages = _fit_with_backbone_only(make_trainer, unfreeze_at=5)
+    assert len(messages) == 2
+    assert re.match(FROZEN_AT_START, messages[0])
+    assert messages[1] == (
+        "GradientNoise('gradient'): include=['backbone.*'] and exclude=None select parameters that stayed"
+        " frozen (requires_grad=False) at the start of every epoch of this fit, so they got no noise:"
+        " backbone.weight, backbone.bias."
+    )
+    assert len(after.steps) == 4
+    for clean, noisy in zip(before.steps, after.steps, strict=True):  # no noise anywhere
+        assert clean["backbone.weight"] is None
+        assert noisy["backbone.weight"] is None
+        for name in ("head.weight", "head.bias"):
+            assert torch.equal(noisy[name], clean[name])  # type: ignore[arg-type]

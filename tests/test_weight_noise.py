@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,21 +14,28 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import (
+    BackboneFinetuning,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+)
 from lightning.pytorch.strategies import FSDPStrategy, SingleDeviceStrategy
 from scipy import stats
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from _param_noise_reference import (
+    Finetuned,
     Net,
     StepRecorder,
+    UnfreezeForOneEpoch,
     ValNet,
     assert_same_optimizer_state,
     assert_same_weights,
     make_loader,
     reference_loop,
     snapshot,
+    weight_generator,
 )
 from lit_noise import (
     ConfigurationError,
@@ -1136,6 +1144,156 @@ def test_frozen_parameters_are_not_selected(make_trainer: Callable[..., pl.Train
     b, a = before.at["batch_start"][0], after.at["batch_start"][0]
     assert torch.equal(a["net.0.weight"], b["net.0.weight"])
     assert not torch.equal(a["net.2.weight"], b["net.2.weight"])
+
+
+def expected_weight_noise(
+    seed: int, epoch: int, batch_idx: int, names: Sequence[str], std: float
+) -> list[Tensor]:
+    """The documented draw of micro-batch (epoch, batch_idx): one N(0, std) buffer over ``names``."""
+    shapes = [torch.Size(Finetuned.SHAPES[n]) for n in names]
+    flat = torch.empty(sum(s.numel() for s in shapes)).normal_(
+        0.0, std, generator=weight_generator(seed, epoch, batch_idx)
+    )
+    return [piece.view(s) for piece, s in zip(flat.split([s.numel() for s in shapes]), shapes, strict=True)]
+
+
+def _assert_restored(restored: Tensor, clean: Tensor, noisy: Tensor, exact: bool) -> None:
+    if exact:
+        assert torch.equal(restored, clean)
+    else:  # restore="regenerate": within one rounding of the larger of the clean and the noisy weight
+        bound = torch.finfo(torch.float32).eps * torch.maximum(clean.abs(), noisy.abs())
+        assert bool(((restored - clean).abs() <= bound).all())
+
+
+@pytest.mark.parametrize("restore", ["copy", "regenerate"])
+@pytest.mark.parametrize(
+    ("finetuning", "backbone_trains"),
+    [
+        (lambda: BackboneFinetuning(unfreeze_backbone_at_epoch=1), (False, True, True)),
+        (UnfreezeForOneEpoch, (False, True, False)),
+    ],
+    ids=["BackboneFinetuning", "frozen again at epoch 2"],
+)
+def test_parameters_unfrozen_mid_fit_get_weight_noise_from_that_epoch_on(
+    make_trainer: Callable[..., pl.Trainer],
+    finetuning: Callable[[], pl.Callback],
+    backbone_trains: tuple[bool, ...],
+    restore: str,
+) -> None:
+    """Each micro-batch's draw covers the parameters trainable in its epoch; every restore is exact."""
+    before, after = Probe(), Probe()
+    noise = WeightNoise(Gaussian(std=0.1), restore=restore, seed=5)  # type: ignore[arg-type]
+    # The finetuning callback listed last: its on_train_epoch_start runs after WeightNoise's.
+    fit(
+        make_trainer,
+        [before, noise, after, finetuning()],
+        model=Finetuned(),
+        max_epochs=3,
+        limit_train_batches=2,
+    )
+    assert len(after.at["batch_start"]) == 6
+    for i in range(6):
+        epoch, batch_idx = divmod(i, 2)
+        clean, noisy = before.at["batch_start"][i], after.at["batch_start"][i]
+        restored = after.at["after_backward"][i]
+        names = [n for n in Finetuned.SHAPES if backbone_trains[epoch] or n.startswith("head.")]
+        for name, want in zip(names, expected_weight_noise(5, epoch, batch_idx, names, 0.1), strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], want, msg=f"batch {i}: {name}")
+        for name in Finetuned.SHAPES:
+            if name not in names:
+                assert torch.equal(noisy[name], clean[name]), f"batch {i}: {name}"  # frozen: clean
+            _assert_restored(restored[name], clean[name], noisy[name], exact=restore == "copy")
+    assert not noise.is_noisy
+
+
+FROZEN_AT_START = (
+    r"^WeightNoise: include=\['backbone\.\*'\] and exclude=None select parameters that are frozen"
+    r" \(requires_grad=False\) as the fit starts: backbone\.weight, backbone\.bias\. They get no noise"
+)
+#: Matches both warnings, at fit start and at its end (pytest.warns re-emits the warnings it does not match).
+FROZEN_OR_STAYED = r"select parameters that (are|stayed) frozen"
+
+
+@pytest.mark.parametrize("unfreeze_at", [1, 5])
+def test_include_matching_only_frozen_parameters_is_accepted_with_a_warning(
+    make_trainer: Callable[..., pl.Trainer], unfreeze_at: int
+) -> None:
+    before, after = Probe(), Probe()
+    noise = WeightNoise(Gaussian(std=0.1), include="backbone.*", seed=7)
+    finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=unfreeze_at)
+    with pytest.warns(UserWarning, match=FROZEN_OR_STAYED) as record:
+        fit(make_trainer, [before, noise, after, finetuning], model=Finetuned(), limit_train_batches=2)
+    messages = [str(w.message) for w in record if issubclass(w.category, UserWarning)]
+    assert re.match(FROZEN_AT_START, messages[0])
+    never = (
+        "WeightNoise('weight'): include=['backbone.*'] and exclude=None select parameters that stayed"
+        " frozen (requires_grad=False) at the start of every epoch of this fit, so they got no noise:"
+        " backbone.weight, backbone.bias."
+    )
+    assert messages[1:] == ([never] if unfreeze_at == 5 else [])  # at the end, only if never trainable
+    assert len(after.at["batch_start"]) == 4
+    backbone = ["backbone.weight", "backbone.bias"]
+    for i in range(4):
+        epoch, batch_idx = divmod(i, 2)
+        clean, noisy = before.at["batch_start"][i], after.at["batch_start"][i]
+        for name in ("head.weight", "head.bias"):  # never selected
+            assert torch.equal(noisy[name], clean[name])
+        if epoch < unfreeze_at:
+            assert all(torch.equal(noisy[n], clean[n]) for n in backbone)
+            continue
+        for name, want in zip(
+            backbone, expected_weight_noise(7, epoch, batch_idx, backbone, 0.1), strict=True
+        ):
+            torch.testing.assert_close(noisy[name] - clean[name], want)
+
+
+def test_an_epoch_with_no_selected_parameter_trainable_warns_once_and_stays_clean(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    before, after = Probe(), Probe()
+    noise = WeightNoise(Gaussian(std=0.1), include="backbone.*", seed=7)
+    callbacks = [before, noise, after, UnfreezeForOneEpoch()]
+    with pytest.warns(
+        UserWarning, match=r"select parameters that are frozen|none of the parameters"
+    ) as record:
+        fit(make_trainer, callbacks, model=Finetuned(), max_epochs=4, limit_train_batches=1)
+    messages = [str(w.message) for w in record if issubclass(w.category, UserWarning)]
+    assert re.match(FROZEN_AT_START, messages[0])
+    assert messages[1:] == [  # and none at the end: the backbone did get noise, in epoch 1
+        "WeightNoise: none of the parameters that include=['backbone.*'] and exclude=None select is"
+        " trainable at the start of epoch 2 (all have requires_grad=False): no noise until one is"
+        " trainable again at the start of a later epoch."
+    ]
+    perturbed = [
+        not torch.equal(a["backbone.weight"], b["backbone.weight"])
+        for a, b in zip(after.at["batch_start"], before.at["batch_start"], strict=True)
+    ]
+    assert perturbed == [False, True, False, False]
+
+
+def test_overlap_on_a_frozen_parameter_is_refused_at_fit_start(
+    make_trainer: Callable[..., pl.Trainer],
+) -> None:
+    # Unrefused, both would perturb the backbone from its unfreezing on, and noise would stay in it.
+    model, batches = Finetuned(), Batches()
+    initial = snapshot(model)
+    first = WeightNoise(Gaussian(0.1), seed=1, name="all")  # every trainable parameter: the head, then all
+    second = WeightNoise(Gaussian(0.1), include="backbone.*", seed=2, name="backbone")
+    with (
+        pytest.raises(ConfigurationError) as err,
+        pytest.warns(UserWarning, match="select parameters that are frozen"),
+    ):
+        fit(
+            make_trainer,
+            [first, second, batches, BackboneFinetuning(unfreeze_backbone_at_epoch=1)],
+            model=model,
+        )
+    assert str(err.value).startswith(
+        "WeightNoise('backbone') and WeightNoise('all'), listed before it, both select the parameter"
+        " 'backbone.weight' (frozen now: it would get both noises once trainable)."
+    )
+    assert batches.started == 0
+    _unchanged(model, initial)
 
 
 # ---------------------------------------------------------------------------- reproducibility, resume

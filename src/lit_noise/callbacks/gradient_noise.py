@@ -11,8 +11,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from lit_noise._validation import check_int, fail
-from lit_noise.callbacks.base import NoiseCallback
-from lit_noise.callbacks.weight_noise import refuse_manual_optimization, trainable_parameters
+from lit_noise.callbacks.weight_noise import FollowsFreezing, ParameterSelection, refuse_manual_optimization
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.params import FlatLayout, Patterns, gaussian_, normalize_patterns
 from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
@@ -25,17 +24,17 @@ _Mode = Literal[False, "tensor", "global"]
 _RELATIVE: dict[bool | str, _Mode] = {False: False, True: "tensor", "tensor": "tensor", "global": "global"}
 
 
-class GradientNoise(NoiseCallback):
+class GradientNoise(FollowsFreezing):
     """Add Gaussian noise ``std * N(0, 1)`` (or ``std * RMS(grad) * N(0, 1)``) to the gradients.
 
     The noise goes in ``on_before_optimizer_step``: once per optimizer step (not per micro-batch
     under gradient accumulation), after mixed precision has unscaled the gradients and before
     gradient clipping, so the clipping threshold bounds the noisy gradient. Parameters without a
     gradient are skipped; a sparse gradient (``nn.Embedding(sparse=True)``) is refused at the first
-    step (or the first one where it appears): leave it out with ``exclude``. Gradient noise changes
-    the weights for good, so it is the same on every DDP rank: the generator is seeded from (seed,
-    optimizer step) only, never the rank. Same seed, same run; a resumed run continues the same
-    noise.
+    step (or the first one where it appears, or the first after its parameter was unfrozen): leave
+    it out with ``exclude``. Gradient noise changes the weights for good, so it is the same on
+    every DDP rank: the generator is seeded from (seed, optimizer step) only, never the rank. Same
+    seed, same run; a resumed run continues the same noise.
 
     For the annealed noise of Neelakantan et al. (2015), "Adding Gradient Noise Improves Learning
     for Very Deep Networks", whose *variance* is ``eta / (1 + t) ** gamma`` at step ``t``, pass
@@ -57,8 +56,10 @@ class GradientNoise(NoiseCallback):
         relative: ``False`` (absolute noise), ``"tensor"`` (or ``True``; scaled to each tensor's
             gradient RMS) or ``"global"`` (scaled to the RMS of all the selected gradients).
         seed: base seed (``None``: drawn from torch's RNG at setup and shared from rank 0).
-        include: glob patterns or ``re:`` regexes selecting trainable parameters by name (see
-            :class:`~lit_noise.WeightNoise`); ``None``: every trainable parameter.
+        include: glob patterns or ``re:`` regexes selecting parameters by name; ``None``: every
+            parameter. Of those, the trainable ones get noise, checked again at the first optimizer
+            step of each epoch: a parameter unfrozen in ``on_train_epoch_start`` (Lightning's
+            ``BackboneFinetuning``) gets noise from that step on (see :class:`~lit_noise.WeightNoise`).
         exclude: patterns of parameters whose gradients stay clean.
         name: name in logged keys (``noise/<name>/std``) and checkpoint state; ``None``:
             ``"gradient"`` (two GradientNoise in one Trainer need distinct names).
@@ -106,9 +107,11 @@ class GradientNoise(NoiseCallback):
         self.exclude = normalize_patterns(owner, "exclude", exclude)
         self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
         self._layout: FlatLayout | None = None
+        self._selection: ParameterSelection | None = None
         self._params: list[torch.nn.Parameter] = []
         self._names: list[str] = []
         self._grads_checked = False
+        self._recheck = False  # set at each epoch start: re-pick the trainable parameters at its first step
 
     @override
     def _schedules(self) -> Iterable[Schedule]:
@@ -128,15 +131,24 @@ class GradientNoise(NoiseCallback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._params, aliases = trainable_parameters("GradientNoise", pl_module, self.include, self.exclude)
+        self._selection = ParameterSelection("GradientNoise", pl_module, self.include, self.exclude)
+        self._select(self._selection)
+        self._recheck = False
+
+    @override
+    def _select(self, selection: ParameterSelection) -> None:
+        self._params, aliases = selection.pick()
         self._names = [names[0] for names in aliases]
         self._layout = FlatLayout(self._params, self.chunk_size)
-        self._grads_checked = False
+        self._grads_checked = False  # the sparse check covers the new selection at its first step
 
     @override
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
     ) -> None:
+        if self._recheck:  # the epoch's first step, after every on_train_epoch_start (unfreezing)
+            self._recheck = False
+            self._reselect(trainer)
         layout = self._layout
         if layout is None:
             raise RuntimeError("GradientNoise: on_fit_start did not run before the first step.")
@@ -145,7 +157,7 @@ class GradientNoise(NoiseCallback):
             self._grads_checked = True
         std = self.std(self._clock(trainer)) * self.scale
         self._log(trainer, pl_module, {"std": std})
-        if std == 0.0:
+        if std == 0.0 or not self._params:
             return
         # Seeded from the optimizer step (and epoch), never the rank: the same noise on every replica.
         step = trainer.global_step
@@ -180,6 +192,11 @@ class GradientNoise(NoiseCallback):
             )
 
     @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._selection is not None:
+            self._selection.warn_if_never_trainable(self.name)
+
+    @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._layout, self._params, self._names = None, [], []
+            self._layout, self._selection, self._params, self._names = None, None, [], []

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.nn.parameter import is_lazy
 from torch.optim import Optimizer
@@ -63,33 +64,173 @@ def refuse_manual_optimization(owner: str, pl_module: pl.LightningModule, reason
         )
 
 
-def trainable_parameters(
-    owner: str, pl_module: pl.LightningModule, include: Sequence[str] | None, exclude: Sequence[str] | None
-) -> tuple[list[torch.nn.Parameter], list[list[str]]]:
-    """The selected trainable, non-empty parameters and every name (aliases included) of each.
+class ParameterSelection:
+    """The parameters ``include`` / ``exclude`` select by name, and which of them are trainable now.
+
+    Built at fit start. The patterns are checked against every parameter, trainable or frozen
+    (``requires_grad=False``): a pattern that matches no parameter is refused, as before; one that
+    matches only frozen ones is accepted with a warning, since a callback such as Lightning's
+    ``BackboneFinetuning`` may unfreeze them later. :meth:`pick` returns the selected parameters
+    that are trainable at the moment; :meth:`changed` tells, from one ``requires_grad`` flag per
+    selected parameter, whether :meth:`pick` would now return another set.
+
+    Args:
+        owner: the callback's class name, for messages.
+        pl_module: the module whose ``named_parameters()`` the patterns match.
+        include: patterns of the parameters to select (``None``: every parameter).
+        exclude: patterns of the parameters to leave out.
 
     Raises:
-        ConfigurationError: a selected parameter is not initialised yet (a lazy module's, such as
-            ``nn.LazyLinear``'s, before its first forward pass): its size is unknown.
+        ConfigurationError: a pattern matches no parameter, an ``exclude`` pattern removes nothing
+            ``include`` selects, or nothing is selected (the message of the check against the
+            trainable parameters, which lists them).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> from torch import nn
+        >>> module = pl.LightningModule()
+        >>> module.backbone, module.head = nn.Linear(2, 2), nn.Linear(2, 1)
+        >>> _ = module.backbone.requires_grad_(False)
+        >>> selection = ParameterSelection("WeightNoise", module, None, None)
+        >>> [names[0] for names in selection.pick()[1]]
+        ['head.weight', 'head.bias']
+        >>> _ = module.backbone.requires_grad_(True)
+        >>> selection.changed(), len(selection.pick()[0]), selection.changed()
+        (True, 4, False)
     """
-    named = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
-    picked = [named[i] for i in select_names(owner, [n for n, _ in named], include, exclude)]
-    lazy = [n for n, p in picked if is_lazy(p)]
-    if lazy:
-        raise ConfigurationError(
-            f"{owner}: uninitialised parameters of a lazy module (nn.LazyLinear, nn.LazyConv2d, ...) when"
-            f" the fit starts: {_some(lazy)}; their sizes are unknown, so no noise can be laid out for"
-            " them. Initialise lazy modules before `fit`: run one forward pass on a dummy"
-            " batch in the LightningModule's `__init__` or `setup` (an `example_input_array` alone is not"
-            " enough: the model summary's forward pass runs after this callback's `on_fit_start`), or"
-            " leave those parameters out with `exclude=`."
+
+    def __init__(
+        self,
+        owner: str,
+        pl_module: pl.LightningModule,
+        include: Sequence[str] | None,
+        exclude: Sequence[str] | None,
+    ) -> None:
+        self.owner, self.include, self.exclude = owner, include, exclude
+        named = list(pl_module.named_parameters())
+        names = [n for n, _ in named]
+        failed: ConfigurationError | None = None
+        try:  # the check as it was: against the trainable parameters (its message lists them) ...
+            select_names(owner, [n for n, p in named if p.requires_grad], include, exclude)
+        except ConfigurationError as err:
+            failed = err
+        try:  # ... passed against all of them if what failed it are frozen parameters
+            chosen = [named[i] for i in select_names(owner, names, include, exclude)]
+        except ConfigurationError:
+            if failed is None:  # not reached: what passes for some names passes for more
+                raise
+            raise failed from None
+        aliases: dict[int, list[str]] = {}
+        for alias, param in pl_module.named_parameters(remove_duplicate=False):
+            aliases.setdefault(id(param), []).append(alias)
+        #: Every selected parameter, trainable or frozen, in ``named_parameters`` order.
+        self.candidates: list[torch.nn.Parameter] = [p for _, p in chosen]
+        #: Every name (aliases included) of each candidate.
+        self.aliases: list[list[str]] = [aliases[id(p)] for p in self.candidates]
+        self._flags: tuple[bool, ...] | None = None
+        self._empty_warned = False
+        # The frozen parameters that only the warning below accounted for, until one pick has them.
+        self._waiting: dict[int, str] = {}
+        if failed is not None:
+            self._waiting = {id(p): n for n, p in chosen if not p.requires_grad}
+        if self._waiting:
+            rank_zero_warn(
+                f"{owner}: {self._patterns()} select parameters that are frozen (requires_grad=False)"
+                f" as the fit starts: {_some(list(self._waiting.values()))}. They get no noise while"
+                " frozen, and get it from the start of each epoch at which they are trainable"
+                " (unfrozen in `on_train_epoch_start` or earlier, as Lightning's BackboneFinetuning"
+                " does); a warning at the end of the fit says so if they never are.",
+                category=UserWarning,
+            )
+
+    def _patterns(self) -> str:
+        include = None if self.include is None else list(self.include)
+        exclude = None if self.exclude is None else list(self.exclude)
+        return f"include={include} and exclude={exclude}"
+
+    def _trainable_flags(self) -> tuple[bool, ...]:
+        return tuple(p.requires_grad for p in self.candidates)
+
+    def changed(self) -> bool:
+        """Whether a selected parameter was frozen or unfrozen since the last :meth:`pick`."""
+        return self._trainable_flags() != self._flags
+
+    def pick(self) -> tuple[list[torch.nn.Parameter], list[list[str]]]:
+        """The selected parameters that are trainable and not empty now, and every name of each.
+
+        Raises:
+            ConfigurationError: one of them belongs to a lazy module (``nn.LazyLinear``, ...) and
+                is not initialised yet: its size is unknown.
+        """
+        self._flags = self._trainable_flags()
+        live = [(p, a) for p, a, on in zip(self.candidates, self.aliases, self._flags, strict=True) if on]
+        lazy = [a[0] for p, a in live if is_lazy(p)]
+        if lazy:
+            raise ConfigurationError(
+                f"{self.owner}: uninitialised parameters of a lazy module (nn.LazyLinear, nn.LazyConv2d,"
+                " ...) when the fit starts (or, if they were frozen then, when they become"
+                f" trainable): {_some(lazy)}; their sizes are unknown, so no noise can be laid out for"
+                " them. Initialise lazy modules before `fit`: run one forward pass on a dummy"
+                " batch in the LightningModule's `__init__` or `setup` (an `example_input_array` alone is"
+                " not enough: the model summary's forward pass runs after this callback's `on_fit_start`),"
+                " or leave those parameters out with `exclude=`."
+            )
+        live = [(p, a) for p, a in live if p.numel() > 0]
+        for param, _ in live:
+            self._waiting.pop(id(param), None)
+        return [p for p, _ in live], [a for _, a in live]
+
+    def warn_if_empty(self, params: Sequence[torch.nn.Parameter], epoch: int) -> None:
+        """Warn once when a pick mid-fit found none of the selected parameters trainable."""
+        if params or self._empty_warned:
+            return
+        self._empty_warned = True
+        rank_zero_warn(
+            f"{self.owner}: none of the parameters that {self._patterns()} select is trainable at the"
+            f" start of epoch {epoch} (all have requires_grad=False): no noise until one is trainable"
+            " again at the start of a later epoch.",
+            category=UserWarning,
         )
-    chosen = [p for _, p in picked]
-    aliases: dict[int, list[str]] = {}
-    for alias, param in pl_module.named_parameters(remove_duplicate=False):
-        aliases.setdefault(id(param), []).append(alias)
-    params = [p for p in chosen if p.numel() > 0]
-    return params, [aliases[id(p)] for p in params]
+
+    def warn_if_never_trainable(self, name: str) -> None:
+        """At the end of a fit: warn if parameters the fit-start warning named are still not picked."""
+        if self._waiting:
+            rank_zero_warn(
+                f"{self.owner}({name!r}): {self._patterns()} select parameters that stayed frozen"
+                " (requires_grad=False) at the start of every epoch of this fit, so they got no noise:"
+                f" {_some(list(self._waiting.values()))}.",
+                category=UserWarning,
+            )
+            self._waiting = {}
+
+
+class FollowsFreezing(NoiseCallback):
+    """A parameter-noise callback whose :class:`ParameterSelection` is re-picked at each epoch start.
+
+    ``on_train_epoch_start`` only sets ``_recheck``; the callback's hook of the epoch's first batch
+    or step tests it (one attribute read on every other step) and calls :meth:`_reselect`, after
+    every callback's ``on_train_epoch_start`` has run (where Lightning's ``BackboneFinetuning``
+    unfreezes).
+    """
+
+    _selection: ParameterSelection | None
+    _params: list[torch.nn.Parameter]
+    _recheck: bool
+
+    def _select(self, selection: ParameterSelection) -> None:
+        """Lay the noise out over the selected parameters that are trainable now."""
+        raise NotImplementedError
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._recheck = True
+
+    def _reselect(self, trainer: pl.Trainer) -> None:
+        """Lay the noise out afresh if a selected parameter was frozen or unfrozen since the last time."""
+        selection = self._selection
+        if selection is not None and selection.changed():
+            self._select(selection)
+            selection.warn_if_empty(self._params, trainer.current_epoch)
 
 
 @dataclass
@@ -102,7 +243,7 @@ class _Pending:
     factors: list[Tensor | None] = field(default_factory=list)
 
 
-class WeightNoise(NoiseCallback):
+class WeightNoise(FollowsFreezing):
     """Compute every gradient at noisy weights while the optimizer updates the clean ones.
 
     For each training micro-batch the selected parameters are perturbed in ``on_train_batch_start``
@@ -127,12 +268,17 @@ class WeightNoise(NoiseCallback):
             ``relative``), or ``Speckle`` (multiplicative) or ``Mask`` (DropConnect) with
             ``restore="copy"`` and ``relative=False``. Its parameters may be schedules.
         include: glob patterns (``"encoder.*"``, ``"*.weight"``) or regexes prefixed with ``re:``
-            (matched against the whole name) selecting trainable parameters by their
-            ``named_parameters()`` name; ``None``: every trainable parameter. Buffers (BatchNorm
-            statistics) are never touched. Each pattern must match some parameter. Several
-            WeightNoise may share a Trainer only if no parameter is selected by two of them
+            (matched against the whole name) selecting parameters by their ``named_parameters()``
+            name; ``None``: every parameter. Of those, the trainable ones (``requires_grad``) get
+            noise: which they are is checked again at the first training batch of each epoch,
+            after every ``on_train_epoch_start``, so a parameter unfrozen there (Lightning's
+            ``BackboneFinetuning``) gets noise from that epoch on and one frozen again stops
+            getting it. Buffers (BatchNorm statistics) are never touched. Each pattern must match
+            some parameter; one that matches only frozen ones is accepted with a warning (and
+            another at the end of the fit if they never became trainable). Several WeightNoise may
+            share a Trainer only if no parameter, trainable or frozen, is selected by two of them
             (refused at fit start: each undoes only its own noise). A parameter of a lazy module
-            that is not initialised when the fit starts is refused.
+            that is not initialised when it is to get noise is refused.
         exclude: patterns of parameters to leave clean.
         relative: multiply each tensor's noise by that tensor's population standard deviation,
             computed from its clean values at each micro-batch (Parametric Noise Injection);
@@ -214,9 +360,11 @@ class WeightNoise(NoiseCallback):
         self.closure_optimizers = tuple(str(c) for c in closure_optimizers)
         self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
         self._layout: FlatLayout | None = None
+        self._selection: ParameterSelection | None = None
         self._params: list[torch.nn.Parameter] = []
         self._aliases: list[list[str]] = []
         self._pending: _Pending | None = None
+        self._recheck = False  # set at each epoch start: re-pick the trainable parameters at its first batch
 
     @property
     def is_noisy(self) -> bool:
@@ -259,8 +407,22 @@ class WeightNoise(NoiseCallback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check_optimizers(trainer.optimizers)
-        params, aliases = trainable_parameters("WeightNoise", pl_module, self.include, self.exclude)
-        self._refuse_overlap(trainer, params, aliases)
+        selection = ParameterSelection("WeightNoise", pl_module, self.include, self.exclude)
+        self._refuse_overlap(trainer, selection)
+        self._pending, self._recheck = None, False
+        self._select(selection)
+        self._selection = selection
+
+    @override
+    def _select(self, selection: ParameterSelection) -> None:
+        """Lay the noise out over the selected parameters that are trainable now.
+
+        Called at fit start and, when one was frozen or unfrozen, at the first batch of an epoch,
+        before it perturbs anything: never while a perturbation is pending, so every restore undoes
+        exactly what the layout it was made with perturbed.
+        """
+        assert self._pending is None
+        params, aliases = selection.pick()
         if self.restore == "regenerate":
             half = sorted({str(p.dtype) for p in params if p.dtype in _HALF})
             if half:
@@ -274,31 +436,35 @@ class WeightNoise(NoiseCallback):
         self._layout = FlatLayout(
             params, self.chunk_size, keep_copy=self.restore == "copy", stats=self.relative
         )
-        self._pending = None
 
-    def _refuse_overlap(
-        self, trainer: pl.Trainer, params: Sequence[torch.nn.Parameter], aliases: Sequence[Sequence[str]]
-    ) -> None:
-        """Refuse a parameter that a WeightNoise listed before this one also selects.
+    def _refuse_overlap(self, trainer: pl.Trainer, selection: ParameterSelection) -> None:
+        """Refuse a parameter that a WeightNoise listed before this one also selects, trainable or not.
 
         Those ran ``on_fit_start`` already in this fit, so their selection is this fit's; the ones
         listed after this one may still hold an earlier fit's (they compare with this one in turn).
+        Frozen parameters count: once trainable, they would get both noises.
         """
         callbacks: list[pl.Callback] = trainer.callbacks  # type: ignore[attr-defined]
         for other in callbacks:
             if other is self:
                 return
-            if not isinstance(other, WeightNoise) or not other._params:
+            if not isinstance(other, WeightNoise) or other._selection is None:
                 continue
-            theirs = {id(p) for p in other._params}
+            theirs = {id(p) for p in other._selection.candidates}
             shared = next(
-                (names[0] for p, names in zip(params, aliases, strict=True) if id(p) in theirs), None
+                (
+                    (names[0], p.requires_grad)
+                    for p, names in zip(selection.candidates, selection.aliases, strict=True)
+                    if id(p) in theirs
+                ),
+                None,
             )
             if shared is not None:
+                frozen = " (frozen now: it would get both noises once trainable)" if not shared[1] else ""
                 raise ConfigurationError(
                     f"WeightNoise({self.name!r}) and WeightNoise({other.name!r}), listed before it, both"
-                    f" select the parameter {shared!r}. Each undoes only its own perturbation, one after"
-                    " the other, so together they would not give the clean weights back (with"
+                    f" select the parameter {shared[0]!r}{frozen}. Each undoes only its own perturbation,"
+                    " one after the other, so together they would not give the clean weights back (with"
                     f" restore='copy', {self.name!r} restores values it saved after {other.name!r} had"
                     " added its noise) and noise would stay in the weights for good. Give them disjoint"
                     " parameters (`include` / `exclude` patterns), or use one WeightNoise."
@@ -331,14 +497,19 @@ class WeightNoise(NoiseCallback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._restore(trainer)
+        if self._recheck:  # the epoch's first batch, after every on_train_epoch_start (unfreezing)
+            self._recheck = False
+            self._reselect(trainer)
         layout = self._layout
         if layout is None:
             raise RuntimeError("WeightNoise: on_fit_start did not run before the first batch.")
         params = self.noise.resolve(self._clock(trainer), self.scale)
         self._log(trainer, pl_module, params)
         sample = _additive_sampler(self.noise, params) if self._additive else None
-        if sample is None and (self._additive or all(params[k] == 0.0 for k in self.noise.strength)):
-            return  # zero strength at this step: nothing to do, nothing to undo
+        if not self._params or (
+            sample is None and (self._additive or all(params[k] == 0.0 for k in self.noise.strength))
+        ):
+            return  # nothing selected is trainable, or zero strength at this step: nothing to undo
         pending = _Pending(trainer.current_epoch, batch_idx, sample)
         generators = {d: self._generator(d, trainer, batch_idx) for d in layout.devices}
         if self.restore == "copy":
@@ -388,6 +559,8 @@ class WeightNoise(NoiseCallback):
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore(trainer)
+        if self._selection is not None:
+            self._selection.warn_if_never_trainable(self.name)
 
     @override
     def on_exception(
@@ -399,7 +572,7 @@ class WeightNoise(NoiseCallback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore(trainer)
         if stage == "fit":
-            self._layout, self._params, self._aliases = None, [], []
+            self._layout, self._selection, self._params, self._aliases = None, None, [], []
 
     @override
     def on_save_checkpoint(
