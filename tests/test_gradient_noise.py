@@ -576,7 +576,7 @@ def test_include_matching_only_frozen_parameters_is_accepted_with_a_warning(
         for name, expected in zip(names, expected_noise(6, t, _shapes(names), 0.1, epoch=1), strict=True):
             torch.testing.assert_close(noisy[name] - clean[name], expected)  # type: ignore[operator]
     # A pattern that matches no parameter at all, frozen or not, is still refused.
-    with pytest.raises(ConfigurationError, match=r"`include` pattern 'backbon\.\*' matches no trainable"):
+    with pytest.raises(ConfigurationError, match=r"`include` pattern 'backbon\.\*' matches no parameter"):
         fit(
             make_trainer, [GradientNoise(0.1, include="backbon.*", seed=0), BackboneFinetuning()], Finetuned()
         )

@@ -108,7 +108,7 @@ def test_select_names_errors_list_some_names() -> None:
     many = [f"layer{i}.weight" for i in range(30)]
     with pytest.raises(ConfigurationError, match=r"\(30 in all\)"):
         select_names("WeightNoise", many, include=["nothing"])
-    with pytest.raises(ConfigurationError, match="no trainable parameter"):
+    with pytest.raises(ConfigurationError, match="the model has no parameter to add noise to"):
         select_names("WeightNoise", [])
 
 
@@ -949,9 +949,7 @@ def test_closure_reevaluating_optimizers_are_refused(make_trainer: Callable[...,
 def test_pattern_matching_nothing_is_refused_at_fit_start(make_trainer: Callable[..., pl.Trainer]) -> None:
     model = Net()
     before = snapshot(model)
-    with pytest.raises(
-        ConfigurationError, match=r"'encoder\.\*' matches no trainable parameter.*net\.0\.weight"
-    ):
+    with pytest.raises(ConfigurationError, match=r"'encoder\.\*' matches no parameter.*net\.0\.weight"):
         fit(make_trainer, [WeightNoise(Gaussian(0.1), include=["encoder.*"], seed=0)], model=model)
     _unchanged(model, before)
 
@@ -1204,6 +1202,82 @@ def test_parameters_unfrozen_mid_fit_get_weight_noise_from_that_epoch_on(
                 assert torch.equal(noisy[name], clean[name]), f"batch {i}: {name}"  # frozen: clean
             _assert_restored(restored[name], clean[name], noisy[name], exact=restore == "copy")
     assert not noise.is_noisy
+
+
+class _FreezesAtTrainStart(Finetuned):
+    """Freezes its backbone in its own ``on_train_start`` when ``freeze`` is set (after on_fit_start)."""
+
+    freeze = False
+
+    def on_train_start(self) -> None:
+        if self.freeze:
+            self.backbone.requires_grad_(False)
+
+
+class _SaveAtStep(pl.Callback):
+    """Saves a checkpoint (mid-epoch) at the end of optimizer step ``step``."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
+
+
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
+def test_a_resumed_fit_picks_the_parameters_again_at_its_first_batch(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    """A fit resumed mid-epoch skips that epoch's on_train_epoch_start: the first batch re-picks anyway.
+
+    The resumed module freezes its backbone in ``on_train_start``, after WeightNoise's
+    ``on_fit_start`` selected it: the backbone must stay clean, the head get the documented draw.
+    """
+    fit(
+        make_trainer,
+        [WeightNoise(Gaussian(std=0.1), seed=3), _SaveAtStep(2, tmp_path / "step=2.ckpt")],
+        model=_FreezesAtTrainStart(),
+        max_epochs=1,
+        limit_train_batches=4,
+    )
+    model = _FreezesAtTrainStart()
+    model.freeze = True
+    before, after = Probe(), Probe()
+    trainer = make_trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=0,
+        callbacks=[before, WeightNoise(Gaussian(std=0.1), seed=3), after],
+    )
+    with pytest.warns(UserWarning, match="resumes from a checkpoint saved mid-epoch"):  # the data order
+        trainer.fit(model, make_loader(), ckpt_path=tmp_path / "step=2.ckpt")
+    assert len(after.at["batch_start"]) == 2  # batches 2 and 3 of epoch 0
+    head = ["head.weight", "head.bias"]
+    for i, batch_idx in enumerate((2, 3)):
+        clean, noisy = before.at["batch_start"][i], after.at["batch_start"][i]
+        for name in ("backbone.weight", "backbone.bias"):
+            assert torch.equal(noisy[name], clean[name]), (batch_idx, name)
+        for name, want in zip(head, expected_weight_noise(3, 0, batch_idx, head, 0.1), strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], want, msg=f"batch {batch_idx}: {name}")
+
+
+def test_the_error_names_the_pattern_at_fault_and_an_exclude_of_frozen_ones_warns_nothing(
+    make_trainer: Callable[..., pl.Trainer], recwarn: pytest.WarningsRecorder
+) -> None:
+    """With the backbone frozen: a typo is named (not the valid frozen-only pattern next to it), and
+    an ``exclude`` that matches only frozen parameters selects nothing frozen to warn about."""
+    finetuning = BackboneFinetuning(unfreeze_backbone_at_epoch=1)
+    noise = WeightNoise(Gaussian(0.1), include=["backbone.*", "typo.*"], seed=0)
+    with pytest.raises(ConfigurationError, match=r"`include` pattern 'typo\.\*' matches no parameter"):
+        fit(make_trainer, [noise, finetuning], model=Finetuned(), limit_train_batches=1)
+    noise = WeightNoise(Gaussian(0.1), include=["backbone.weight"], exclude=["backbone.bias"], seed=0)
+    with pytest.raises(ConfigurationError, match=r"`exclude` pattern 'backbone\.bias' removes nothing"):
+        fit(make_trainer, [noise, BackboneFinetuning(unfreeze_backbone_at_epoch=1)], model=Finetuned())
+    recwarn.clear()
+    noise = WeightNoise(Gaussian(0.1), exclude=["backbone.*"], seed=0)
+    fit(make_trainer, [noise, BackboneFinetuning(unfreeze_backbone_at_epoch=1)], model=Finetuned())
+    assert not [w for w in recwarn if "frozen" in str(w.message)]
 
 
 FROZEN_AT_START = (

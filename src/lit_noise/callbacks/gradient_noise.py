@@ -133,12 +133,13 @@ class GradientNoise(FollowsFreezing):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._selection = ParameterSelection("GradientNoise", pl_module, self.include, self.exclude)
         self._select(self._selection)
-        self._recheck = False
+        self._recheck = True  # re-picked at the first step too (a resumed fit skips on_train_epoch_start)
 
     @override
     def _select(self, selection: ParameterSelection) -> None:
         self._params, aliases = selection.pick()
         self._names = [names[0] for names in aliases]
+        self._layout = None  # the old layout's buffers go before the new ones are allocated
         self._layout = FlatLayout(self._params, self.chunk_size)
         self._grads_checked = False  # the sparse check covers the new selection at its first step
 

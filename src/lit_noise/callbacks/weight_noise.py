@@ -21,6 +21,7 @@ from lit_noise.functional.params import (
     FlatLayout,
     Patterns,
     Sampler,
+    _matcher,
     _some,
     gaussian_,
     laplace_,
@@ -82,8 +83,10 @@ class ParameterSelection:
 
     Raises:
         ConfigurationError: a pattern matches no parameter, an ``exclude`` pattern removes nothing
-            ``include`` selects, or nothing is selected (the message of the check against the
-            trainable parameters, which lists them).
+            ``include`` selects, or nothing is selected (the message names the pattern and lists
+            some parameters). The warnings name only the frozen parameters that an ``include``
+            pattern matching no trainable parameter selects, or every candidate when none is
+            trainable at fit start.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -108,18 +111,12 @@ class ParameterSelection:
     ) -> None:
         self.owner, self.include, self.exclude = owner, include, exclude
         named = list(pl_module.named_parameters())
-        names = [n for n, _ in named]
-        failed: ConfigurationError | None = None
-        try:  # the check as it was: against the trainable parameters (its message lists them) ...
-            select_names(owner, [n for n, p in named if p.requires_grad], include, exclude)
-        except ConfigurationError as err:
-            failed = err
-        try:  # ... passed against all of them if what failed it are frozen parameters
-            chosen = [named[i] for i in select_names(owner, names, include, exclude)]
-        except ConfigurationError:
-            if failed is None:  # not reached: what passes for some names passes for more
-                raise
-            raise failed from None
+        # Checked against every parameter, trainable or frozen: the error names the pattern at fault.
+        chosen = [named[i] for i in select_names(owner, [n for n, _ in named], include, exclude)]
+        trainable = [n for n, p in named if p.requires_grad]
+        frozen_only = [m for m in map(_matcher, include or ()) if not any(m(n) for n in trainable)]
+        if not any(p.requires_grad for _, p in chosen):
+            frozen_only = [lambda _: True]  # nothing selected is trainable: every candidate waits
         aliases: dict[int, list[str]] = {}
         for alias, param in pl_module.named_parameters(remove_duplicate=False):
             aliases.setdefault(id(param), []).append(alias)
@@ -129,10 +126,11 @@ class ParameterSelection:
         self.aliases: list[list[str]] = [aliases[id(p)] for p in self.candidates]
         self._flags: tuple[bool, ...] | None = None
         self._empty_warned = False
-        # The frozen parameters that only the warning below accounted for, until one pick has them.
-        self._waiting: dict[int, str] = {}
-        if failed is not None:
-            self._waiting = {id(p): n for n, p in chosen if not p.requires_grad}
+        # The frozen parameters only an include pattern matching no trainable one selects (or every
+        # candidate, when none is trainable), until one pick has them: the warnings below name them.
+        self._waiting: dict[int, str] = {
+            id(p): n for n, p in chosen if not p.requires_grad and any(m(n) for m in frozen_only)
+        }
         if self._waiting:
             rank_zero_warn(
                 f"{owner}: {self._patterns()} select parameters that are frozen (requires_grad=False)"
@@ -207,10 +205,10 @@ class ParameterSelection:
 class FollowsFreezing(NoiseCallback):
     """A parameter-noise callback whose :class:`ParameterSelection` is re-picked at each epoch start.
 
-    ``on_train_epoch_start`` only sets ``_recheck``; the callback's hook of the epoch's first batch
-    or step tests it (one attribute read on every other step) and calls :meth:`_reselect`, after
-    every callback's ``on_train_epoch_start`` has run (where Lightning's ``BackboneFinetuning``
-    unfreezes).
+    ``on_fit_start`` and ``on_train_epoch_start`` only set ``_recheck``; the callback's hook of the
+    fit's and each epoch's first batch or step tests it (one attribute read on every other step)
+    and calls :meth:`_reselect`, after every callback's ``on_train_start`` and
+    ``on_train_epoch_start`` have run (where Lightning's ``BackboneFinetuning`` unfreezes).
     """
 
     _selection: ParameterSelection | None
@@ -409,7 +407,9 @@ class WeightNoise(FollowsFreezing):
         self._check_optimizers(trainer.optimizers)
         selection = ParameterSelection("WeightNoise", pl_module, self.include, self.exclude)
         self._refuse_overlap(trainer, selection)
-        self._pending, self._recheck = None, False
+        # Re-picked at the fit's first batch too: a resumed fit skips that epoch's
+        # on_train_epoch_start, and the module or a callback may freeze in on_train_start.
+        self._pending, self._recheck = None, True
         self._select(selection)
         self._selection = selection
 
@@ -433,6 +433,7 @@ class WeightNoise(FollowsFreezing):
                     " restore='copy'."
                 )
         self._params, self._aliases = params, aliases
+        self._layout = None  # the old layout's buffers go before the new ones are allocated
         self._layout = FlatLayout(
             params, self.chunk_size, keep_copy=self.restore == "copy", stats=self.relative
         )

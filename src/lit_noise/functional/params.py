@@ -145,14 +145,14 @@ def select_names(
         [0, 2]
     """
     if not names:
-        raise ConfigurationError(f"{owner}: the model has no trainable parameter to add noise to.")
+        raise ConfigurationError(f"{owner}: the model has no parameter to add noise to.")
     for arg, patterns in (("include", include), ("exclude", exclude)):
         for pattern in patterns or ():
             if not any(_matcher(pattern)(name) for name in names):
                 raise ConfigurationError(
-                    f"{owner}: `{arg}` pattern {pattern!r} matches no trainable parameter; patterns are"
-                    " globs on the full dotted name ('encoder.*', '*.bias') or regexes prefixed with"
-                    f" 're:'. Trainable parameters: {_some(list(names))}."
+                    f"{owner}: `{arg}` pattern {pattern!r} matches no parameter; patterns are globs on"
+                    " the full dotted name ('encoder.*', '*.bias') or regexes prefixed with 're:'."
+                    f" Parameters: {_some(list(names))}."
                 )
     included = [_matcher(p) for p in include] if include is not None else None
     selected = [i for i, name in enumerate(names) if included is None or any(m(name) for m in included)]
