@@ -362,22 +362,37 @@ def test_sample_mix_params_refuses_a_bad_cutmix_minmax(minmax: object, expected:
 @pytest.mark.parametrize(
     "minmax",
     [
-        torch.tensor([0.25, 0.75]),
-        np.array([0.25, 0.75]),
-        (np.float32(0.25), np.float64(0.75)),
-        (torch.tensor(0.25), torch.tensor(0.75)),
+        torch.tensor([0.3, 0.7]),
+        np.array([0.3, 0.7]),
+        np.array([0.3, 0.7], dtype=np.float32),
+        (np.float32(0.3), np.float64(0.7)),
+        (torch.tensor(0.3), torch.tensor(0.7)),
     ],
-    ids=["tensor", "ndarray", "numpy scalars", "0-d tensors"],
+    ids=["tensor", "ndarray", "float32 ndarray", "numpy scalars", "0-d tensors"],
 )
 def test_cutmix_minmax_may_be_a_tensor_an_array_or_numpy_scalars(minmax: object) -> None:
-    """The same boxes as from the pair of Python floats (0.25 and 0.75 are exact in float32)."""
-    expected = sample_mix_params(64, _gen(3), mode="elem", cutmix_minmax=(0.25, 0.75), spatial_size=(8, 8))
-    got = sample_mix_params(64, _gen(3), mode="elem", cutmix_minmax=minmax, spatial_size=(8, 8))  # type: ignore[arg-type]
+    """The same boxes as from the pair of Python floats 0.3 and 0.7.
+
+    On a 10 x 10 image the side range is [int(10 * 0.3), int(10 * 0.7)) = [3, 7); float32's 0.7 is
+    0.699999988, which would give 6: a float32 entry is read as the decimal float32 prints.
+    """
+    expected = sample_mix_params(
+        256, _gen(3), mode="elem", mixup_alpha=0.0, cutmix_minmax=(0.3, 0.7), spatial_size=(10, 10)
+    )
+    got = sample_mix_params(  # type: ignore[arg-type]
+        256, _gen(3), mode="elem", mixup_alpha=0.0, cutmix_minmax=minmax, spatial_size=(10, 10)
+    )
+    assert expected.boxes is not None
+    sides = torch.cat(
+        [expected.boxes[:, 1] - expected.boxes[:, 0], expected.boxes[:, 3] - expected.boxes[:, 2]]
+    )
+    assert sides.min().item() == 3
+    assert sides.max().item() == 6  # sides drawn from [3, 7)
     assert torch.equal(got.boxes, expected.boxes)
-    boxes = cutmix_boxes(torch.ones(16), 8, 8, _gen(4), minmax=minmax)  # type: ignore[arg-type]
-    assert torch.equal(boxes, cutmix_boxes(torch.ones(16), 8, 8, _gen(4), minmax=(0.25, 0.75)))
-    with pytest.raises(ConfigurationError, match=r"must be a finite number, got tensor\(\[0\.2500\]\)"):
-        cutmix_boxes(torch.ones(1), 8, 8, _gen(4), minmax=(torch.tensor([0.25]), 0.75))  # type: ignore[arg-type]
+    boxes = cutmix_boxes(torch.ones(16), 10, 10, _gen(4), minmax=minmax)  # type: ignore[arg-type]
+    assert torch.equal(boxes, cutmix_boxes(torch.ones(16), 10, 10, _gen(4), minmax=(0.3, 0.7)))
+    with pytest.raises(ConfigurationError, match=r"must be a finite number, got tensor\(\[0\.3000\]\)"):
+        cutmix_boxes(torch.ones(1), 10, 10, _gen(4), minmax=(torch.tensor([0.3]), 0.7))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("lam", [[1.5, 0.2], [-0.1], [float("nan")]])

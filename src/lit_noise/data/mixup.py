@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import struct
 import warnings
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from lit_noise.functional.mix import (
     MixMode,
     MixParams,
     _check_minmax,
+    _float32,
     _host_generator_error,
     _MixOptions,
     _sample,
@@ -650,12 +650,6 @@ def _dominant_class(y: Tensor, y_mixed: Tensor, params: MixParams | None, smooth
     return y.index_select(0, params.index) if weight < 0.5 else None
 
 
-def _float32(value: float) -> float:
-    rounded: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
-    return rounded
-
-
-_FLOAT32 = struct.Struct("f")
 #: How ``torch.lerp`` rounds a Python weight for rows of each dtype.
 _WEIGHT_ROUNDING: dict[torch.dtype, Callable[[float], float]] = {
     torch.float32: _float32,

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, Union, get_args
 
@@ -989,16 +990,48 @@ def _check_minmax(owner: str, value: Any) -> tuple[float, float] | None:
     """``cutmix_minmax`` checked: ``None`` or ``(min, max)`` fractions with ``0 < min < max <= 1``."""
     if value is None:
         return None
-    pair = value.tolist() if hasattr(value, "tolist") else value  # a tensor or a NumPy array
+    pair = _as_decimals(value) if hasattr(value, "tolist") else value  # a tensor or a NumPy array
     if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise fail(owner, "cutmix_minmax", value, "None or a (min, max) pair of image fractions")
-    # Entries may be NumPy or 0-d tensor scalars (their `item` is a Python number).
-    pair = [entry.item() if getattr(entry, "ndim", None) == 0 else entry for entry in pair]
+    # Entries may be NumPy or 0-d tensor scalars.
+    pair = [_as_decimals(entry) if getattr(entry, "ndim", None) == 0 else entry for entry in pair]
     low = check_range(owner, "cutmix_minmax", pair[0], 0.0, 1.0, low_open=True)
     high = check_range(owner, "cutmix_minmax", pair[1], 0.0, 1.0, low_open=True)
     if high <= low:
         raise fail(owner, "cutmix_minmax", list(pair), "a (min, max) pair with 0 < min < max <= 1")
     return low, high
+
+
+def _as_decimals(value: Any) -> Any:
+    """A tensor's or NumPy array's ``tolist()``, a float32 entry as the shortest decimal it rounds from.
+
+    ``torch.tensor([0.3, 0.7])`` holds 0.699999988 for 0.7, and ``int(10 * 0.699999988)`` is 6 where
+    the pair of Python floats gives 7: the fraction meant is the decimal that float32 printed.
+    """
+    listed = value.tolist()
+    if str(value.dtype) not in ("torch.float32", "float32"):
+        return listed
+    if isinstance(listed, float):
+        return _shortest_float32(listed)
+    return [_shortest_float32(v) if isinstance(v, float) else v for v in listed]
+
+
+def _shortest_float32(value: float) -> float:
+    """The shortest decimal (at most 9 significant digits) that rounds to ``value`` in float32."""
+    for digits in range(1, 10):
+        shortest = float(f"{value:.{digits}g}")
+        if _float32(shortest) == value:
+            return shortest
+    return value
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (as a Python float)."""
+    rounded: float = _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    return rounded
+
+
+_FLOAT32 = struct.Struct("f")
 
 
 def _host_generator_error(owner: str, mode: str) -> ConfigurationError:
