@@ -12,7 +12,14 @@ from torch import Tensor
 
 from _trainers import quiet_trainer
 from lit_noise import ConfigurationError, InputNoise, LabelSmoothing, SoftLabels, TargetNoise, TokenMask
-from lit_noise.examples import MASK_ID, PAD_ID, TokenClassifier, TokenDataModule, make_token_sequences
+from lit_noise.examples import (
+    MASK_ID,
+    PAD_ID,
+    EpochShuffleSampler,
+    TokenClassifier,
+    TokenDataModule,
+    make_token_sequences,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,6 +95,25 @@ def test_the_data_module_yields_dict_batches_from_distinct_splits() -> None:
     assert not torch.equal(val, test)
     assert torch.equal(val, next(iter(dm.val_dataloader()))["input_ids"])  # fixed order
     assert not (torch.cat([batch["input_ids"], val, test]) == MASK_ID).any()
+
+
+def test_the_largest_seeds_work_and_small_seeds_keep_their_streams() -> None:
+    """Seeds may be up to 2**64 - 1: the derived seeds are kept to 64 bits (they overflowed)."""
+    big = TokenDataModule(train_size=16, val_size=8, test_size=8, batch_size=8, seed=2**64 - 1)
+    big.setup("fit")
+    assert next(iter(big.train_dataloader()))["input_ids"].shape == (8, 24)
+    sampler = EpochShuffleSampler(10, seed=2**64 - 1)
+    sampler.set_epoch(3)
+    assert sorted(sampler) == list(range(10))
+    # Below the limit, the documented derivations: 3 * seed + split, and seed * 1_000_003 + epoch.
+    small = TokenDataModule(train_size=16, val_size=8, test_size=8, batch_size=8, seed=5)
+    small.setup("fit")
+    expected = make_token_sequences(8, seed=3 * 5 + 2)[0]
+    assert torch.equal(small.test_dataloader().dataset.tensors[0], expected)  # type: ignore[attr-defined]
+    sampler = EpochShuffleSampler(10, seed=5)
+    sampler.set_epoch(3)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(5 * 1_000_003 + 3)).tolist()
+    assert list(sampler) == order
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # Kept to 64 bits (a seed may be up to 2**64 - 1); the same seeds as before below that.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
     def __len__(self) -> int:

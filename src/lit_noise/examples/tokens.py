@@ -195,7 +195,9 @@ class TokenDataModule(TensorSplitDataModule):
         """Draw the three splits, each from its own seed."""
         sizes, task = (self.train_size, self.val_size, self.test_size), self._task()
         train, val, test = (
-            TensorDataset(*task.sample(size, seed=3 * self.seed + split)) for split, size in enumerate(sizes)
+            # Kept to 64 bits (a seed may be up to 2**64 - 1); the same seeds as before below that.
+            TensorDataset(*task.sample(size, seed=(3 * self.seed + split) % 2**64))
+            for split, size in enumerate(sizes)
         )
         return train, val, test
 
