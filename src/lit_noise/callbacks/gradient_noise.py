@@ -11,7 +11,8 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from lit_noise._validation import check_int, fail
-from lit_noise.callbacks.weight_noise import FollowsFreezing, ParameterSelection, refuse_manual_optimization
+from lit_noise.callbacks._parameter_selection import FollowsFreezing, ParameterSelection
+from lit_noise.callbacks.weight_noise import refuse_manual_optimization
 from lit_noise.errors import ConfigurationError
 from lit_noise.functional.params import FlatLayout, Patterns, gaussian_, normalize_patterns
 from lit_noise.schedules import Schedule, ScheduleLike, as_schedule
@@ -191,11 +192,6 @@ class GradientNoise(FollowsFreezing):
                 " nn.Embedding or nn.EmbeddingBag with sparse=True, ...). Leave those parameters out"
                 " with `exclude=` (their names or a pattern), or use dense gradients (sparse=False)."
             )
-
-    @override
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._selection is not None:
-            self._selection.warn_if_never_trainable(self.name)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
