@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -260,3 +260,11 @@ class UnfreezeForOneEpoch(BaseFinetuning):
             self.unfreeze_and_add_param_group(pl_module.backbone, optimizer)
         elif epoch == 2:
             self.freeze(pl_module.backbone)
+
+
+#: (finetuning callback factory, whether the backbone trains in epochs 0, 1, 2), for both callbacks' tests.
+FINETUNING_CASES: list[tuple[Callable[[], pl.Callback], tuple[bool, ...]]] = [
+    (lambda: BackboneFinetuning(unfreeze_backbone_at_epoch=1), (False, True, True)),
+    (UnfreezeForOneEpoch, (False, True, False)),
+]
+FINETUNING_IDS = ["BackboneFinetuning", "frozen again at epoch 2"]

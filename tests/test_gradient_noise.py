@@ -21,10 +21,11 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch import Tensor, nn
 
 from _param_noise_reference import (
+    FINETUNING_CASES,
+    FINETUNING_IDS,
     Finetuned,
     Net,
     StepRecorder,
-    UnfreezeForOneEpoch,
     assert_same_optimizer_state,
     assert_same_weights,
     gradient_generator,
@@ -509,11 +510,8 @@ def _shapes(names: Sequence[str]) -> list[torch.Size]:
 
 @pytest.mark.parametrize(
     ("finetuning", "backbone_trains"),
-    [
-        (lambda: BackboneFinetuning(unfreeze_backbone_at_epoch=1), (False, True, True)),
-        (UnfreezeForOneEpoch, (False, True, False)),
-    ],
-    ids=["BackboneFinetuning", "frozen again at epoch 2"],
+    FINETUNING_CASES,
+    ids=FINETUNING_IDS,
 )
 def test_parameters_unfrozen_mid_fit_get_gradient_noise_from_that_epoch_on(
     make_trainer: Callable[..., pl.Trainer],

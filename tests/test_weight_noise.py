@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from _param_noise_reference import (
+    FINETUNING_CASES,
+    FINETUNING_IDS,
     Finetuned,
     Net,
     StepRecorder,
@@ -1166,11 +1168,8 @@ def _assert_restored(restored: Tensor, clean: Tensor, noisy: Tensor, exact: bool
 @pytest.mark.parametrize("restore", ["copy", "regenerate"])
 @pytest.mark.parametrize(
     ("finetuning", "backbone_trains"),
-    [
-        (lambda: BackboneFinetuning(unfreeze_backbone_at_epoch=1), (False, True, True)),
-        (UnfreezeForOneEpoch, (False, True, False)),
-    ],
-    ids=["BackboneFinetuning", "frozen again at epoch 2"],
+    FINETUNING_CASES,
+    ids=FINETUNING_IDS,
 )
 def test_parameters_unfrozen_mid_fit_get_weight_noise_from_that_epoch_on(
     make_trainer: Callable[..., pl.Trainer],
