@@ -17,7 +17,7 @@ from typing_extensions import override
 from lit_noise import functional as LF
 from lit_noise._validation import check_choice, check_int, fail
 from lit_noise.errors import ConfigurationError
-from lit_noise.functional.targets import _ignore_mask
+from lit_noise.functional.targets import _check_label_dtype, _ignore_mask
 from lit_noise.noise.base import Noise
 from lit_noise.schedules import ScheduleLike
 from lit_noise.soft_labels import SoftLabels, soft
@@ -154,12 +154,24 @@ class LabelNoise(Noise):
                 f" {tuple(y.shape)}. For float regression targets use Gaussian."
             )
 
+    def _in_dtype_of(self, x: Tensor, labels: Tensor) -> Tensor:
+        """``labels`` cast back to the dtype of the input labels ``x``, refused where it would wrap.
+
+        Every flip keeps the labels' dtype; a narrow one (uint8, int8, int16) that cannot hold the
+        classes up to ``num_classes - 1`` is a :class:`ConfigurationError`, never a wrapped label.
+        """
+        if labels.dtype == x.dtype:
+            return labels
+        assert self.num_classes is not None  # check() refused a noise without it
+        _check_label_dtype(type(self).__name__, x, self.num_classes)
+        return labels.to(x.dtype)
+
     @override
     def apply(self, x: Tensor, params: dict[str, float], generator: torch.Generator | None) -> Tensor:
         if type(x) is Tensor and x.dtype in _INDEX_DTYPES:  # plain class indices (fast path)
             if not self.makes_distribution:
                 flipped = self._flip(x, params, generator, self.ignore_index)
-                return flipped if flipped.dtype == x.dtype else flipped.to(x.dtype)
+                return self._in_dtype_of(x, flipped)
             labels, distribution = self._noise(x, None, params, generator, self.ignore_index)
             if distribution is not None:
                 if self.target_format == "probs":
@@ -173,7 +185,7 @@ class LabelNoise(Noise):
                     else labels
                 )
                 return SoftLabels._wrap(distribution, hard)
-            return labels if labels.dtype == x.dtype else labels.to(x.dtype)
+            return self._in_dtype_of(x, labels)
         as_probs = x.is_floating_point() and not isinstance(x, SoftLabels)
         was_soft = as_probs or isinstance(x, SoftLabels)
         labels = x.argmax(dim=1) if as_probs else (x.hard if isinstance(x, SoftLabels) else x)
@@ -185,7 +197,7 @@ class LabelNoise(Noise):
         labels, distribution = self._noise(labels, distribution, params, generator, ignore_index)
         if distribution is None:
             # Flipped integer labels keep their dtype (int32 / uint8 labels stay so).
-            return labels if labels.dtype == x.dtype else labels.to(x.dtype)
+            return self._in_dtype_of(x, labels)
         if as_probs or self.target_format == "probs":
             return distribution
         return SoftLabels(distribution, labels.clone() if labels is given and not as_probs else labels)
