@@ -549,11 +549,13 @@ def _tiny_fit(model: pl.LightningModule, scaling: TemperatureScaling, **kwargs: 
     quiet_trainer(callbacks=[scaling], **options).fit(model, DigitsDataModule())
 
 
-def test_a_module_name_that_matches_nothing_lists_the_modules() -> None:
+@pytest.mark.parametrize("apply_at", [("test", "predict"), ()], ids=["applied", "apply_at-empty"])
+def test_a_module_name_that_matches_nothing_lists_the_modules(apply_at: tuple[str, ...]) -> None:
+    """Checked in setup even when nothing applies the temperature (the name still keys the state)."""
     with pytest.raises(
         ConfigurationError, match=r"`module` must be .* \(it has 'net', 'net.0', .*got 'head'"
     ):
-        _tiny_fit(Classifier(), TemperatureScaling(module="head"))
+        _tiny_fit(Classifier(), TemperatureScaling(module="head", apply_at=apply_at))
 
 
 def test_no_validation_data_is_refused_before_training() -> None:

@@ -178,9 +178,9 @@ class CalibrationMonitor(MonitorHooks):
         if self.log_figures:
             require("matplotlib", owner, "log_figures=True (pass log_figures=False to run without figures)")
         self.forward_fn = check_forward_fn(owner, forward_fn)
-        self._forward_fn_called = False  # by any monitored step, in any run of this instance
+        # Called by a monitored step (in any run of this instance), or warned about: nothing to watch.
+        self._forward_fn_settled = False
         self._forward_fn_skipped: dict[str, None] = {}  # stages whose step returned logits (ordered)
-        self._warned_forward_fn = False
         self.summaries = None if summaries is None else reporting.check_summaries(owner, summaries)
         own = {"val/cal/ece": "min"} if "val" in self.stages else {}
         self._summaries = own if self.summaries is None else self.summaries
@@ -225,9 +225,9 @@ class CalibrationMonitor(MonitorHooks):
         owner = type(self).__name__
         self._inspected = True
         logits = step_logits(outputs)
-        if self.forward_fn is not None:  # whether forward_fn serves (a warning at teardown if never)
+        if self.forward_fn is not None and not self._forward_fn_settled:  # a warning at teardown if never
             if logits is None:
-                self._forward_fn_called = True
+                self._forward_fn_settled = True
             else:
                 self._forward_fn_skipped[stage] = None
         if logits is None:  # the step returned no logits: run the forward as the step would (precision)
@@ -257,11 +257,11 @@ class CalibrationMonitor(MonitorHooks):
         return no logits (a later ``trainer.test`` after ``fit``) and need ``forward_fn``.
         """
         skipped = self._forward_fn_skipped
-        if self.forward_fn is None or self._forward_fn_called or self._warned_forward_fn or not skipped:
+        if self._forward_fn_settled or not skipped:  # skipped fills only while forward_fn is set
             return
         if any(s not in skipped and is_overridden(_STEPS[s], pl_module) for s in self.stages):
             return
-        self._warned_forward_fn = True
+        self._forward_fn_settled = True
         steps = f"{' and '.join(skipped)} step{'s' if len(skipped) > 1 else ''}"
         rank_zero_warn(
             f"{type(self).__name__}: `forward_fn` was never called: the {steps} returned logits on"
