@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -260,6 +261,27 @@ class UnfreezeForOneEpoch(BaseFinetuning):
             self.unfreeze_and_add_param_group(pl_module.backbone, optimizer)
         elif epoch == 2:
             self.freeze(pl_module.backbone)
+
+
+class FreezesAtTrainStart(Finetuned):
+    """Freezes its backbone in its own ``on_train_start`` when ``freeze`` is set (after on_fit_start)."""
+
+    freeze = False
+
+    def on_train_start(self) -> None:
+        if self.freeze:
+            self.backbone.requires_grad_(False)
+
+
+class SaveAtStep(pl.Callback):
+    """Saves a checkpoint (mid-epoch) at the end of optimizer step ``step``."""
+
+    def __init__(self, step: int, path: Path) -> None:
+        self.step, self.path = step, path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(self.path)
 
 
 #: (finetuning callback factory, whether the backbone trains in epochs 0, 1, 2), for both callbacks' tests.

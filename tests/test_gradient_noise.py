@@ -24,7 +24,9 @@ from _param_noise_reference import (
     FINETUNING_CASES,
     FINETUNING_IDS,
     Finetuned,
+    FreezesAtTrainStart,
     Net,
+    SaveAtStep,
     StepRecorder,
     assert_same_optimizer_state,
     assert_same_weights,
@@ -534,6 +536,44 @@ def test_parameters_unfrozen_mid_fit_get_gradient_noise_from_that_epoch_on(
         want = expected_noise(4, t, _shapes(names), 0.1, epoch=epoch)
         for name, expected in zip(names, want, strict=True):
             torch.testing.assert_close(noisy[name] - clean[name], expected, msg=f"step {t}: {name}")  # type: ignore[operator]
+
+
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
+def test_a_resumed_fit_picks_the_parameters_again_at_its_first_step(
+    make_trainer: Callable[..., pl.Trainer], tmp_path: Path
+) -> None:
+    """A fit resumed mid-epoch skips that epoch's on_train_epoch_start: the first step re-picks anyway.
+
+    The resumed module freezes its backbone in ``on_train_start``, after GradientNoise's
+    ``on_fit_start`` selected it: the backbone gets no gradient and no noise, the head the
+    documented draw over the head alone.
+    """
+    fit(
+        make_trainer,
+        [GradientNoise(std=0.1, seed=4), SaveAtStep(2, tmp_path / "step=2.ckpt")],
+        model=FreezesAtTrainStart(),
+        max_epochs=1,
+        limit_train_batches=4,
+    )
+    model = FreezesAtTrainStart()
+    model.freeze = True
+    before, after = AllGrads(), AllGrads()
+    trainer = make_trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=0,
+        callbacks=[before, GradientNoise(std=0.1, seed=4), after],
+    )
+    with pytest.warns(UserWarning, match="resumes from a checkpoint saved mid-epoch"):  # the data order
+        trainer.fit(model, make_loader(), ckpt_path=tmp_path / "step=2.ckpt")
+    assert len(after.steps) == 2  # steps 2 and 3 of epoch 0
+    head = ["head.weight", "head.bias"]
+    for i, step in enumerate((2, 3)):
+        clean, noisy = before.steps[i], after.steps[i]
+        assert clean["backbone.weight"] is None
+        assert noisy["backbone.weight"] is None
+        for name, want in zip(head, expected_noise(4, step, _shapes(head), 0.1), strict=True):
+            torch.testing.assert_close(noisy[name] - clean[name], want, msg=f"step {step}: {name}")  # type: ignore[operator]
 
 
 FROZEN_AT_START = (

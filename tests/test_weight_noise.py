@@ -28,7 +28,9 @@ from _param_noise_reference import (
     FINETUNING_CASES,
     FINETUNING_IDS,
     Finetuned,
+    FreezesAtTrainStart,
     Net,
+    SaveAtStep,
     StepRecorder,
     UnfreezeForOneEpoch,
     ValNet,
@@ -1203,27 +1205,6 @@ def test_parameters_unfrozen_mid_fit_get_weight_noise_from_that_epoch_on(
     assert not noise.is_noisy
 
 
-class _FreezesAtTrainStart(Finetuned):
-    """Freezes its backbone in its own ``on_train_start`` when ``freeze`` is set (after on_fit_start)."""
-
-    freeze = False
-
-    def on_train_start(self) -> None:
-        if self.freeze:
-            self.backbone.requires_grad_(False)
-
-
-class _SaveAtStep(pl.Callback):
-    """Saves a checkpoint (mid-epoch) at the end of optimizer step ``step``."""
-
-    def __init__(self, step: int, path: Path) -> None:
-        self.step, self.path = step, path
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if trainer.global_step == self.step:
-            trainer.save_checkpoint(self.path)
-
-
 @pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
 def test_a_resumed_fit_picks_the_parameters_again_at_its_first_batch(
     make_trainer: Callable[..., pl.Trainer], tmp_path: Path
@@ -1235,12 +1216,12 @@ def test_a_resumed_fit_picks_the_parameters_again_at_its_first_batch(
     """
     fit(
         make_trainer,
-        [WeightNoise(Gaussian(std=0.1), seed=3), _SaveAtStep(2, tmp_path / "step=2.ckpt")],
-        model=_FreezesAtTrainStart(),
+        [WeightNoise(Gaussian(std=0.1), seed=3), SaveAtStep(2, tmp_path / "step=2.ckpt")],
+        model=FreezesAtTrainStart(),
         max_epochs=1,
         limit_train_batches=4,
     )
-    model = _FreezesAtTrainStart()
+    model = FreezesAtTrainStart()
     model.freeze = True
     before, after = Probe(), Probe()
     trainer = make_trainer(

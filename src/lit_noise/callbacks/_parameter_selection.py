@@ -166,13 +166,23 @@ class FollowsFreezing(NoiseCallback):
     ``on_train_epoch_start`` have run (where Lightning's ``BackboneFinetuning`` unfreezes).
     """
 
-    _selection: ParameterSelection | None
+    _selection: ParameterSelection | None = None
     _params: list[torch.nn.Parameter]
-    _recheck: bool
+    #: Set at each epoch start: re-pick the trainable parameters at its first batch or step.
+    _recheck: bool = False
 
     def _select(self, selection: ParameterSelection) -> None:
         """Lay the noise out over the selected parameters that are trainable now."""
         raise NotImplementedError
+
+    def _start_selection(self, selection: ParameterSelection) -> None:
+        """Lay the noise out over ``selection`` in ``on_fit_start``; re-picked at the first batch or step.
+
+        A resumed fit skips that epoch's ``on_train_epoch_start``, and the module or a callback
+        may freeze parameters in ``on_train_start``.
+        """
+        self._select(selection)
+        self._selection, self._recheck = selection, True
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -184,7 +194,11 @@ class FollowsFreezing(NoiseCallback):
             self._selection.warn_if_never_trainable(self.name)
 
     def _reselect(self, trainer: pl.Trainer) -> None:
-        """Lay the noise out afresh if a selected parameter was frozen or unfrozen since the last time."""
+        """Lay the noise out afresh if a selected parameter was frozen or unfrozen since the last time.
+
+        Called at the first batch or step after ``_recheck`` was set, which it clears.
+        """
+        self._recheck = False
         selection = self._selection
         if selection is not None and selection.changed():
             self._select(selection)

@@ -108,11 +108,9 @@ class GradientNoise(FollowsFreezing):
         self.exclude = normalize_patterns(owner, "exclude", exclude)
         self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
         self._layout: FlatLayout | None = None
-        self._selection: ParameterSelection | None = None
         self._params: list[torch.nn.Parameter] = []
         self._names: list[str] = []
         self._grads_checked = False
-        self._recheck = False  # set at each epoch start: re-pick the trainable parameters at its first step
 
     @override
     def _schedules(self) -> Iterable[Schedule]:
@@ -132,9 +130,7 @@ class GradientNoise(FollowsFreezing):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._selection = ParameterSelection("GradientNoise", pl_module, self.include, self.exclude)
-        self._select(self._selection)
-        self._recheck = True  # re-picked at the first step too (a resumed fit skips on_train_epoch_start)
+        self._start_selection(ParameterSelection("GradientNoise", pl_module, self.include, self.exclude))
 
     @override
     def _select(self, selection: ParameterSelection) -> None:
@@ -149,7 +145,6 @@ class GradientNoise(FollowsFreezing):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
     ) -> None:
         if self._recheck:  # the epoch's first step, after every on_train_epoch_start (unfreezing)
-            self._recheck = False
             self._reselect(trainer)
         layout = self._layout
         if layout is None:

@@ -107,6 +107,8 @@ class NoiseLayerSchedule(NoiseCallback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # After on_train_end this is a no-op; but a fit that a tuner ends early (Lightning's
+        # _TunerExitException, e.g. LearningRateFinder) gets neither on_train_end nor on_exception.
         if stage == "fit":
             self._release_layers()
 

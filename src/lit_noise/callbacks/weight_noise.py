@@ -187,11 +187,9 @@ class WeightNoise(FollowsFreezing):
         self.closure_optimizers = tuple(str(c) for c in closure_optimizers)
         self.chunk_size = None if chunk_size is None else check_int(owner, "chunk_size", chunk_size, 1)
         self._layout: FlatLayout | None = None
-        self._selection: ParameterSelection | None = None
         self._params: list[torch.nn.Parameter] = []
         self._aliases: list[list[str]] = []
         self._pending: _Pending | None = None
-        self._recheck = False  # set at each epoch start: re-pick the trainable parameters at its first batch
 
     @property
     def is_noisy(self) -> bool:
@@ -236,11 +234,8 @@ class WeightNoise(FollowsFreezing):
         self._check_optimizers(trainer.optimizers)
         selection = ParameterSelection("WeightNoise", pl_module, self.include, self.exclude)
         self._refuse_overlap(trainer, selection)
-        # Re-picked at the fit's first batch too: a resumed fit skips that epoch's
-        # on_train_epoch_start, and the module or a callback may freeze in on_train_start.
-        self._pending, self._recheck = None, True
-        self._select(selection)
-        self._selection = selection
+        self._pending = None
+        self._start_selection(selection)
 
     @override
     def _select(self, selection: ParameterSelection) -> None:
@@ -328,7 +323,6 @@ class WeightNoise(FollowsFreezing):
     ) -> None:
         self._restore(trainer)
         if self._recheck:  # the epoch's first batch, after every on_train_epoch_start (unfreezing)
-            self._recheck = False
             self._reselect(trainer)
         layout = self._layout
         if layout is None:
