@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import importlib.util
 import math
 import sys
@@ -367,8 +368,22 @@ def test_sample_mix_params_refuses_a_bad_cutmix_minmax(minmax: object, expected:
         np.array([0.3, 0.7], dtype=np.float32),
         (np.float32(0.3), np.float64(0.7)),
         (torch.tensor(0.3), torch.tensor(0.7)),
+        torch.tensor([0.3, 0.7], dtype=torch.float16),  # 0.30005 and 0.7002
+        torch.tensor([0.3, 0.7], dtype=torch.bfloat16),  # 0.30078125 and 0.69921875: int(10 * 0.699) is 6
+        np.array([0.3, 0.7], dtype=np.float16),
+        array.array("d", [0.3, 0.7]),
     ],
-    ids=["tensor", "ndarray", "float32 ndarray", "numpy scalars", "0-d tensors"],
+    ids=[
+        "tensor",
+        "ndarray",
+        "float32 ndarray",
+        "numpy scalars",
+        "0-d tensors",
+        "float16 tensor",
+        "bfloat16 tensor",
+        "float16 ndarray",
+        "array.array",
+    ],
 )
 def test_cutmix_minmax_may_be_a_tensor_an_array_or_numpy_scalars(minmax: object) -> None:
     """The same boxes as from the pair of Python floats 0.3 and 0.7.

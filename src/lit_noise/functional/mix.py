@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, Union, get_args
 
 import torch
@@ -1003,24 +1003,39 @@ def _check_minmax(owner: str, value: Any) -> tuple[float, float] | None:
 
 
 def _as_decimals(value: Any) -> Any:
-    """A tensor's or NumPy array's ``tolist()``, a float32 entry as the shortest decimal it rounds from.
+    """A tensor's or array's ``tolist()``, a narrow float entry as the shortest decimal it rounds from.
 
     ``torch.tensor([0.3, 0.7])`` holds 0.699999988 for 0.7, and ``int(10 * 0.699999988)`` is 6 where
-    the pair of Python floats gives 7: the fraction meant is the decimal that float32 printed.
+    the pair of Python floats gives 7: the fraction meant is the decimal that the dtype printed.
+    Likewise for float16 and bfloat16 (bfloat16's 0.7 is 0.69921875).
     """
     listed = value.tolist()
-    if str(value.dtype) not in ("torch.float32", "float32"):
+    rounds = _rounding_to(getattr(value, "dtype", None))
+    if rounds is None:
         return listed
     if isinstance(listed, float):
-        return _shortest_float32(listed)
-    return [_shortest_float32(v) if isinstance(v, float) else v for v in listed]
+        return _shortest_decimal(listed, rounds)
+    return [_shortest_decimal(v, rounds) if isinstance(v, float) else v for v in listed]
 
 
-def _shortest_float32(value: float) -> float:
-    """The shortest decimal (at most 9 significant digits) that rounds to ``value`` in float32."""
+def _rounding_to(dtype: Any) -> Callable[[float], float] | None:
+    """How a Python float rounds to ``dtype`` (a narrow float of torch or NumPy), else ``None``."""
+    if isinstance(dtype, torch.dtype):
+        if dtype == torch.float32:
+            return _float32
+        if dtype in (torch.float16, torch.bfloat16):
+            return lambda v: float(torch.tensor(v, dtype=dtype).item())
+        return None
+    if str(dtype) in ("float32", "float16"):  # NumPy's; its scalar type rounds
+        return lambda v: float(dtype.type(v))
+    return None
+
+
+def _shortest_decimal(value: float, rounds: Callable[[float], float]) -> float:
+    """The shortest decimal (at most 9 significant digits) that ``rounds`` to ``value``."""
     for digits in range(1, 10):
         shortest = float(f"{value:.{digits}g}")
-        if _float32(shortest) == value:
+        if rounds(shortest) == value:
             return shortest
     return value
 
