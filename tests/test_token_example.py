@@ -102,9 +102,17 @@ def test_the_largest_seeds_work_and_small_seeds_keep_their_streams() -> None:
     big = TokenDataModule(train_size=16, val_size=8, test_size=8, batch_size=8, seed=2**64 - 1)
     big.setup("fit")
     assert next(iter(big.train_dataloader()))["input_ids"].shape == (8, 24)
+    # Reduced modulo 2**64: 3 * (2**64 - 1) + 2 is 2**64 - 1, and (2**64 - 1) * 1_000_003 + 3 is
+    # 2**64 - 1_000_000 (worked out by hand).
+    expected = make_token_sequences(8, seed=2**64 - 1)[0]
+    assert torch.equal(big.test_dataloader().dataset.tensors[0], expected)  # type: ignore[attr-defined]
     sampler = EpochShuffleSampler(10, seed=2**64 - 1)
     sampler.set_epoch(3)
-    assert sorted(sampler) == list(range(10))
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(2**64 - 1_000_000)).tolist()
+    assert list(sampler) == order
+    for bad in (2**64, -1):  # as every other seed: refused, not wrapped onto another one
+        with pytest.raises(ConfigurationError, match=r"^EpochShuffleSampler: `seed` must be"):
+            EpochShuffleSampler(10, seed=bad)
     # Below the limit, the documented derivations: 3 * seed + split, and seed * 1_000_003 + epoch.
     small = TokenDataModule(train_size=16, val_size=8, test_size=8, batch_size=8, seed=5)
     small.setup("fit")

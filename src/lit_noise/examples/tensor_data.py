@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset, default_collate
 
-from lit_noise._validation import check_int, check_seed
+from lit_noise._validation import SEED_MAX, check_int, check_seed
 
 __all__ = ["EpochShuffleSampler", "TensorSplitDataModule"]
 
@@ -30,8 +30,8 @@ class EpochShuffleSampler(Sampler[int]):
     """
 
     def __init__(self, size: int, seed: int = 0) -> None:
-        self.size = size
-        self.seed = seed
+        self.size = check_int("EpochShuffleSampler", "size", size, 0)
+        self.seed = check_seed("EpochShuffleSampler", "seed", seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -40,7 +40,7 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         # Kept to 64 bits (a seed may be up to 2**64 - 1); the same seeds as before below that.
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**64)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) & SEED_MAX)
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 from typing_extensions import override
 
-from lit_noise._validation import check_int, check_range, check_seed, fail
+from lit_noise._validation import SEED_MAX, check_int, check_range, check_seed, fail
 from lit_noise.errors import ConfigurationError
 from lit_noise.examples.classifier import ClassificationSteps
 from lit_noise.examples.tensor_data import TensorSplitDataModule
@@ -196,7 +196,7 @@ class TokenDataModule(TensorSplitDataModule):
         sizes, task = (self.train_size, self.val_size, self.test_size), self._task()
         train, val, test = (
             # Kept to 64 bits (a seed may be up to 2**64 - 1); the same seeds as before below that.
-            TensorDataset(*task.sample(size, seed=(3 * self.seed + split) % 2**64))
+            TensorDataset(*task.sample(size, seed=(3 * self.seed + split) & SEED_MAX))
             for split, size in enumerate(sizes)
         )
         return train, val, test
