@@ -674,3 +674,16 @@ def test_same_generator_seed_same_draw_and_modes_are_validated() -> None:
         mixup(torch.rand(4, 2), torch.eye(4), 0.5, torch.tensor([0, 1]))
     with pytest.raises(ConfigurationError, match="lam"):
         mixup(torch.rand(4, 2), torch.eye(4), torch.rand(3), torch.arange(4))
+
+
+def test_label_smoothing_of_one_sample_uses_its_own_width() -> None:
+    """A single ``(C,)`` distribution is smoothed over its C classes (hand-worked: C = 4, 5)."""
+    torch.testing.assert_close(
+        label_smoothing(torch.tensor([1.0, 0.0, 0.0, 0.0]), 0.2), torch.tensor([0.85, 0.05, 0.05, 0.05])
+    )
+    torch.testing.assert_close(
+        label_smoothing(torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0]), 0.5),
+        torch.tensor([0.1, 0.35, 0.35, 0.1, 0.1]),
+    )
+    batch = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(label_smoothing(batch[0], 0.5), label_smoothing(batch, 0.5)[0])
