@@ -132,7 +132,7 @@ def main() -> None:
     low, high = decision_ms[len(decision_ms) // 10], decision_ms[-1 - len(decision_ms) // 10]
     result(
         "training step with / without `NoiseController` (it has no per-batch hook)",
-        f"{ratio:.3f} (pairs {min(ratios):.2f}-{max(ratios):.2f}); one decision {low:.1f}-{high:.1f} ms"
+        f"{ratio:.3f} (pairs {min(ratios):.2f}-{max(ratios):.2f}); one decision {low:.2f}-{high:.2f} ms"
         " at validation end",
         "nothing measurable (<= 1.05, the noise of paired steps)",
         "met" if ratio <= 1.05 else "missed",
