@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
+import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BackboneFinetuning, BaseFinetuning
@@ -282,6 +283,36 @@ class SaveAtStep(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if trainer.global_step == self.step:
             trainer.save_checkpoint(self.path)
+
+
+def resume_with_backbone_frozen(
+    make_trainer: Callable[..., pl.Trainer],
+    make_noise: Callable[[], pl.Callback],
+    before: pl.Callback,
+    after: pl.Callback,
+    tmp_path: Path,
+) -> None:
+    """Fit 4 batches with ``make_noise()``, saving at step 2; resume from there with the module
+    freezing its backbone in ``on_train_start`` and ``before`` / ``make_noise()`` / ``after`` watching.
+
+    The resumed fit skips epoch 0's ``on_train_epoch_start``: only the first batch's or step's
+    re-pick can see that the backbone is frozen.
+    """
+    checkpoint = tmp_path / "step=2.ckpt"
+    first = make_trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=0,
+        callbacks=[make_noise(), SaveAtStep(2, checkpoint)],
+    )
+    first.fit(FreezesAtTrainStart(), make_loader())
+    model = FreezesAtTrainStart()
+    model.freeze = True
+    trainer = make_trainer(
+        max_epochs=1, limit_train_batches=4, limit_val_batches=0, callbacks=[before, make_noise(), after]
+    )
+    with pytest.warns(UserWarning, match="resumes from a checkpoint saved mid-epoch"):  # the data order
+        trainer.fit(model, make_loader(), ckpt_path=checkpoint)
 
 
 #: (finetuning callback factory, whether the backbone trains in epochs 0, 1, 2), for both callbacks' tests.

@@ -24,15 +24,14 @@ from _param_noise_reference import (
     FINETUNING_CASES,
     FINETUNING_IDS,
     Finetuned,
-    FreezesAtTrainStart,
     Net,
-    SaveAtStep,
     StepRecorder,
     assert_same_optimizer_state,
     assert_same_weights,
     gradient_generator,
     make_loader,
     reference_loop,
+    resume_with_backbone_frozen,
 )
 from _trainers import quiet_trainer
 from lit_noise import AnnealedStd, ConfigurationError, Gaussian, GradientNoise, Linear, WeightNoise
@@ -548,24 +547,8 @@ def test_a_resumed_fit_picks_the_parameters_again_at_its_first_step(
     ``on_fit_start`` selected it: the backbone gets no gradient and no noise, the head the
     documented draw over the head alone.
     """
-    fit(
-        make_trainer,
-        [GradientNoise(std=0.1, seed=4), SaveAtStep(2, tmp_path / "step=2.ckpt")],
-        model=FreezesAtTrainStart(),
-        max_epochs=1,
-        limit_train_batches=4,
-    )
-    model = FreezesAtTrainStart()
-    model.freeze = True
     before, after = AllGrads(), AllGrads()
-    trainer = make_trainer(
-        max_epochs=1,
-        limit_train_batches=4,
-        limit_val_batches=0,
-        callbacks=[before, GradientNoise(std=0.1, seed=4), after],
-    )
-    with pytest.warns(UserWarning, match="resumes from a checkpoint saved mid-epoch"):  # the data order
-        trainer.fit(model, make_loader(), ckpt_path=tmp_path / "step=2.ckpt")
+    resume_with_backbone_frozen(make_trainer, lambda: GradientNoise(std=0.1, seed=4), before, after, tmp_path)
     assert len(after.steps) == 2  # steps 2 and 3 of epoch 0
     head = ["head.weight", "head.bias"]
     for i, step in enumerate((2, 3)):

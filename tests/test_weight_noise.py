@@ -28,9 +28,7 @@ from _param_noise_reference import (
     FINETUNING_CASES,
     FINETUNING_IDS,
     Finetuned,
-    FreezesAtTrainStart,
     Net,
-    SaveAtStep,
     StepRecorder,
     UnfreezeForOneEpoch,
     ValNet,
@@ -38,6 +36,7 @@ from _param_noise_reference import (
     assert_same_weights,
     make_loader,
     reference_loop,
+    resume_with_backbone_frozen,
     snapshot,
     weight_generator,
 )
@@ -1214,24 +1213,10 @@ def test_a_resumed_fit_picks_the_parameters_again_at_its_first_batch(
     The resumed module freezes its backbone in ``on_train_start``, after WeightNoise's
     ``on_fit_start`` selected it: the backbone must stay clean, the head get the documented draw.
     """
-    fit(
-        make_trainer,
-        [WeightNoise(Gaussian(std=0.1), seed=3), SaveAtStep(2, tmp_path / "step=2.ckpt")],
-        model=FreezesAtTrainStart(),
-        max_epochs=1,
-        limit_train_batches=4,
-    )
-    model = FreezesAtTrainStart()
-    model.freeze = True
     before, after = Probe(), Probe()
-    trainer = make_trainer(
-        max_epochs=1,
-        limit_train_batches=4,
-        limit_val_batches=0,
-        callbacks=[before, WeightNoise(Gaussian(std=0.1), seed=3), after],
+    resume_with_backbone_frozen(
+        make_trainer, lambda: WeightNoise(Gaussian(std=0.1), seed=3), before, after, tmp_path
     )
-    with pytest.warns(UserWarning, match="resumes from a checkpoint saved mid-epoch"):  # the data order
-        trainer.fit(model, make_loader(), ckpt_path=tmp_path / "step=2.ckpt")
     assert len(after.at["batch_start"]) == 2  # batches 2 and 3 of epoch 0
     head = ["head.weight", "head.bias"]
     for i, batch_idx in enumerate((2, 3)):
